@@ -1,0 +1,19 @@
+"""Alembic environment: always given a live connection by stemhub.migrations.upgrade."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from stemhub.store import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through stemhub.migrations.upgrade(connection)")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,424 @@
+"""Job persistence on SQLAlchemy 2 async: SQLite by default, PostgreSQL at scale.
+
+A job row keeps the whole :class:`~stemhub.models.Job` as JSON plus the columns queries
+need (status, platform, idempotency key, lease). Every transition is one short write
+transaction, so a hub killed at any point finds the last completed step on restart.
+
+Leases make several hub processes safe on one database: a hub claims a job before it
+works on it and renews the lease while it does; a job whose lease lapsed (its hub died)
+may be claimed by any hub.
+
+The ``kv`` table gives plugins durable state without migrations of their own (delivery
+cursors, event dedupe, API keys), and ``quota_hits`` holds quota counters so limits
+survive restarts and span instances.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from stemhub.models import TERMINAL_STATUSES, Job, JobStatus, utcnow
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("stage", sa.String(16), nullable=False),
+    sa.Column("platform", sa.String(64), nullable=False, index=True),
+    sa.Column("user_id", sa.String(128), nullable=True),
+    sa.Column("api_key_id", sa.String(64), nullable=True),
+    sa.Column("idempotency_key", sa.String(320), nullable=True, unique=True),
+    sa.Column("backend", sa.String(64), nullable=True),
+    sa.Column("remote_id", sa.String(255), nullable=True, index=True),
+    sa.Column("owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
+kv = sa.Table(
+    "kv",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+quota_hits = sa.Table(
+    "quota_hits",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_quota_hits_scope_subject_at", "scope", "subject", "at"),
+)
+
+UNFINISHED = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
+
+
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain driver URLs (``postgresql://``, ``sqlite:///``) and pick async drivers."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> Store:
+        url = normalise_url(url)
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(url, connect_args={"timeout": 30})
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        store = cls(engine)
+        if migrate:
+            await store.migrate()
+        return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (batch mode on SQLite)."""
+        from stemhub.migrations import upgrade
+
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # jobs
+
+    @staticmethod
+    def _row(job: Job) -> dict[str, Any]:
+        return {
+            "status": job.status.value,
+            "stage": job.stage.value,
+            "platform": job.origin.platform,
+            "user_id": job.origin.user_id,
+            "api_key_id": job.origin.api_key_id,
+            "backend": job.backend,
+            "remote_id": job.remote_id,
+            "updated_at": job.updated_at,
+            "delivered_at": job.delivered_at,
+            "data": job.model_dump_json(),
+        }
+
+    async def insert_job(self, job: Job) -> Job:
+        """Persist a new job; with an idempotency key already used, return that job."""
+        values = self._row(job) | {
+            "id": job.id,
+            "created_at": job.created_at,
+            "idempotency_key": job.request.idempotency_key,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(jobs.insert().values(**values))
+        except IntegrityError:
+            if job.request.idempotency_key is None:
+                raise
+            existing = await self.get_job_by_idempotency_key(job.request.idempotency_key)
+            if existing is None:
+                raise
+            return existing
+        return job
+
+    async def save_job(self, job: Job) -> Job:
+        """Write the job's current state (one short transaction)."""
+        job.updated_at = utcnow()
+        async with self.engine.begin() as conn:
+            await conn.execute(jobs.update().where(jobs.c.id == job.id).values(**self._row(job)))
+        return job
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs.c.data).where(jobs.c.id == job_id))).first()
+        return Job.model_validate_json(row[0]) if row else None
+
+    async def get_job_by_idempotency_key(self, key: str) -> Job | None:
+        query = sa.select(jobs.c.data).where(jobs.c.idempotency_key == key)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return Job.model_validate_json(row[0]) if row else None
+
+    async def get_job_by_remote_id(self, backend: str, remote_id: str) -> Job | None:
+        query = sa.select(jobs.c.data).where(
+            jobs.c.backend == backend, jobs.c.remote_id == remote_id
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return Job.model_validate_json(row[0]) if row else None
+
+    async def list_jobs(
+        self,
+        *,
+        statuses: Sequence[JobStatus] | None = None,
+        platform: str | None = None,
+        user_id: str | None = None,
+        api_key_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        query = sa.select(jobs.c.data).order_by(jobs.c.created_at.desc(), jobs.c.id)
+        if statuses:
+            query = query.where(jobs.c.status.in_([s.value for s in statuses]))
+        if platform is not None:
+            query = query.where(jobs.c.platform == platform)
+        if user_id is not None:
+            query = query.where(jobs.c.user_id == user_id)
+        if api_key_id is not None:
+            query = query.where(jobs.c.api_key_id == api_key_id)
+        query = query.limit(limit).offset(offset)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Job.model_validate_json(row[0]) for row in rows]
+
+    async def count_jobs(
+        self, *, statuses: Sequence[JobStatus] | None = None, api_key_id: str | None = None
+    ) -> int:
+        query = sa.select(sa.func.count()).select_from(jobs)
+        if statuses:
+            query = query.where(jobs.c.status.in_([s.value for s in statuses]))
+        if api_key_id is not None:
+            query = query.where(jobs.c.api_key_id == api_key_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def count_by_status(self) -> dict[str, int]:
+        query = sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+        async with self.engine.connect() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+    async def claim_job(self, job_id: str, owner: str, lease_s: float) -> bool:
+        """Take the lease of a job nobody else holds; True when this owner holds it now."""
+        now = time.time()
+        query = (
+            jobs.update()
+            .where(
+                jobs.c.id == job_id,
+                sa.or_(
+                    jobs.c.owner.is_(None), jobs.c.owner == owner, jobs.c.lease_until < now
+                ),
+            )
+            .values(owner=owner, lease_until=now + lease_s)
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def renew_leases(self, job_ids: Sequence[str], owner: str, lease_s: float) -> None:
+        if not job_ids:
+            return
+        query = (
+            jobs.update()
+            .where(jobs.c.id.in_(list(job_ids)), jobs.c.owner == owner)
+            .values(lease_until=time.time() + lease_s)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(query)
+
+    async def release_job(self, job_id: str, owner: str) -> None:
+        query = (
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.owner == owner)
+            .values(owner=None, lease_until=None)
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(query)
+
+    async def claimable_job_ids(self, owner: str, limit: int = 1000) -> list[str]:
+        """Unfinished (or delivered-pending) jobs whose lease is free or lapsed."""
+        now = time.time()
+        query = (
+            sa.select(jobs.c.id)
+            .where(
+                sa.or_(
+                    jobs.c.status.in_(UNFINISHED),
+                    sa.and_(
+                        jobs.c.status.in_([s.value for s in TERMINAL_STATUSES]),
+                        jobs.c.stage == "deliver",
+                    ),
+                ),
+                sa.or_(
+                    jobs.c.owner.is_(None), jobs.c.owner == owner, jobs.c.lease_until < now
+                ),
+            )
+            .order_by(jobs.c.created_at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [row[0] for row in (await conn.execute(query)).all()]
+
+    async def mark_delivered(self, job: Job) -> bool:
+        """Record delivery once; False when it was already recorded (never deliver twice)."""
+        job.delivered_at = job.delivered_at or utcnow()
+        job.updated_at = utcnow()
+        query = (
+            jobs.update()
+            .where(jobs.c.id == job.id, jobs.c.delivered_at.is_(None))
+            .values(**self._row(job))
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount == 1
+
+    async def jobs_with_outputs_older_than(self, cutoff: datetime) -> list[Job]:
+        query = sa.select(jobs.c.data).where(
+            jobs.c.status.in_([s.value for s in TERMINAL_STATUSES]), jobs.c.updated_at < cutoff
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [Job.model_validate_json(row[0]) for row in rows]
+
+    # key-value state for plugins
+
+    async def kv_get(self, namespace: str, key: str) -> Any | None:
+        query = sa.select(kv.c.value, kv.c.expires_at).where(
+            kv.c.namespace == namespace, kv.c.key == key
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None or (row[1] is not None and row[1] < time.time()):
+            return None
+        return json.loads(row[0])
+
+    async def kv_put(
+        self, namespace: str, key: str, value: Any, *, ttl_s: float | None = None
+    ) -> None:
+        now = time.time()
+        values = {
+            "value": json.dumps(value),
+            "expires_at": now + ttl_s if ttl_s is not None else None,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                kv.update().where(kv.c.namespace == namespace, kv.c.key == key).values(**values)
+            )
+            if updated.rowcount == 0:
+                await conn.execute(kv.insert().values(namespace=namespace, key=key, **values))
+
+    async def kv_add(
+        self, namespace: str, key: str, value: Any, *, ttl_s: float | None = None
+    ) -> bool:
+        """Insert only if absent (or expired): True for the first caller across all hubs."""
+        now = time.time()
+        row = {
+            "namespace": namespace,
+            "key": key,
+            "value": json.dumps(value),
+            "expires_at": now + ttl_s if ttl_s is not None else None,
+            "updated_at": now,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    kv.delete().where(
+                        kv.c.namespace == namespace, kv.c.key == key, kv.c.expires_at < now
+                    )
+                )
+                await conn.execute(kv.insert().values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    async def kv_delete(self, namespace: str, key: str) -> bool:
+        query = kv.delete().where(kv.c.namespace == namespace, kv.c.key == key)
+        async with self.engine.begin() as conn:
+            return (await conn.execute(query)).rowcount > 0
+
+    async def kv_items(self, namespace: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
+        now = time.time()
+        query = (
+            sa.select(kv.c.key, kv.c.value)
+            .where(
+                kv.c.namespace == namespace,
+                sa.or_(kv.c.expires_at.is_(None), kv.c.expires_at >= now),
+            )
+            .order_by(kv.c.key)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [(k, json.loads(v)) for k, v in (await conn.execute(query)).all()]
+
+    # quotas
+
+    async def take_quota(
+        self, scope: str, subject: str, *, limit: int, window_s: float
+    ) -> float | None:
+        """Count one use against ``limit`` per ``window_s``; the wait in seconds if over.
+
+        A sliding log: the refused request is not counted, so retrying after the wait
+        succeeds. Rows older than the window are pruned in the same transaction.
+        """
+        now = time.time()
+        since = now - window_s
+        where = sa.and_(quota_hits.c.scope == scope, quota_hits.c.subject == subject)
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # serialise counters of one subject across hubs; SQLite's writer lock does this
+                lock_key = sa.func.hashtext(f"{scope}:{subject}")
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_key)))
+            await conn.execute(quota_hits.delete().where(where, quota_hits.c.at < since))
+            recent = (
+                await conn.execute(
+                    sa.select(quota_hits.c.at)
+                    .where(where, quota_hits.c.at >= since)
+                    .order_by(quota_hits.c.at)
+                )
+            ).all()
+            if len(recent) >= limit:
+                oldest_that_matters = recent[len(recent) - limit][0]
+                return max(0.001, oldest_that_matters + window_s - now)
+            await conn.execute(quota_hits.insert().values(scope=scope, subject=subject, at=now))
+        return None
+
+
+def schema_version(conn: Connection) -> str | None:
+    """The Alembic revision a database is at (for ``stemhub doctor``)."""
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+__all__ = ["Store", "jobs", "kv", "metadata", "normalise_url", "quota_hits", "schema_version"]

@@ -1,0 +1,72 @@
+"""The hub's HTTP app on a real loopback server: health, signed stem downloads."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from stemhub.http import HubServer
+from stemhub.hub import Hub
+from stemhub.models import JobRequest, Origin, Source, SourceKind
+
+
+async def test_health_and_ready(stemhub_hub: Hub) -> None:
+    async with HubServer(stemhub_hub, port=0).running() as server, httpx.AsyncClient() as client:
+        assert (await client.get(server.url + "/healthz")).json() == {"status": "ok"}
+        ready = await client.get(server.url + "/readyz")
+        assert ready.status_code == 200 and ready.json()["store"] == "sqlite"
+
+
+async def test_signed_links_download_and_refuse_forgery(
+    stemhub_hub: Hub, stemhub_audio_file: Path
+) -> None:
+    async with HubServer(stemhub_hub, port=0).running() as server, httpx.AsyncClient() as client:
+        stemhub_hub.outputs.public_url = server.url
+        job = await stemhub_hub.submit(
+            JobRequest(source=Source(kind=SourceKind.FILE, path=str(stemhub_audio_file)))
+        )
+        done = await stemhub_hub.wait_for(job.id, timeout=10)
+        links = stemhub_hub.outputs.output_links(done)
+        url, _expires = links["vocals"]
+        ok = await client.get(url)
+        assert ok.status_code == 200
+        assert ok.content == stemhub_audio_file.read_bytes()
+        assert 'filename="vocals.wav"' in ok.headers["content-disposition"]
+
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+        forged = await client.get(base, params={"exp": query["exp"][0], "sig": "A" * 43})
+        assert forged.status_code == 403
+        assert forged.json()["error"]["code"] == "FORBIDDEN"
+        longer = await client.get(
+            base, params={"exp": str(int(query["exp"][0]) + 9999), "sig": query["sig"][0]}
+        )
+        assert longer.status_code == 403
+        other_file = base.replace("vocals.wav", "drums.wav")
+        swapped = await client.get(other_file, params={k: v[0] for k, v in query.items()})
+        assert swapped.status_code == 403
+
+        stale_url, _ = stemhub_hub.outputs.link(job.id, "vocals.wav", ttl_s=1)
+        time.sleep(1.1)
+        expired = await client.get(stale_url)
+        assert expired.status_code == 410
+        assert expired.json()["error"]["code"] == "JOB_EXPIRED"
+
+
+async def test_cleanup_keeps_stems_of_undelivered_jobs(
+    stemhub_hub: Hub, stemhub_audio_file: Path
+) -> None:
+    request = JobRequest(source=Source(kind=SourceKind.FILE, path=str(stemhub_audio_file)))
+    delivered = await stemhub_hub.wait_for((await stemhub_hub.submit(request)).id, timeout=10)
+    elsewhere = request.model_copy(update={"origin": Origin(platform="absent")})
+    waiting = await stemhub_hub.submit(elsewhere)
+    waiting = await stemhub_hub.wait_for(waiting.id, delivered=False, timeout=10)
+    stemhub_hub.settings.retention_hours = 1e-9
+    removed = await stemhub_hub.cleanup_outputs()
+    assert removed == 1
+    assert not stemhub_hub.outputs.job_dir(delivered.id).exists()
+    assert stemhub_hub.outputs.job_dir(waiting.id).exists()

@@ -1,0 +1,124 @@
+"""The store on real SQLite and real PostgreSQL: idempotency, leases, delivery, kv, quota."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from stemhub.migrations import downgrade
+from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage
+from stemhub.store import Store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = await Store.open(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def make_job(key: str | None = None, user: str = "u1") -> Job:
+    request = JobRequest(
+        source=Source(kind=SourceKind.URL, url="https://example.com/song.mp3"),
+        origin=Origin(platform="discord", user_id=user),
+        idempotency_key=key,
+    )
+    return Job(request=request)
+
+
+async def test_job_round_trip_keeps_every_field(store: Store) -> None:
+    job = make_job()
+    job.stage = Stage.SEPARATE
+    job.remote_id = "remote-1"
+    job.backend = "stemsplit"
+    await store.insert_job(job)
+    job.status = JobStatus.RUNNING
+    job.progress = 42.5
+    await store.save_job(job)
+    loaded = await store.get_job(job.id)
+    assert loaded is not None
+    assert loaded.status is JobStatus.RUNNING
+    assert loaded.progress == 42.5
+    assert loaded.request.origin.user_id == "u1"
+    assert (await store.get_job_by_remote_id("stemsplit", "remote-1")) == loaded
+
+
+async def test_idempotency_key_returns_the_first_job(store: Store) -> None:
+    first = await store.insert_job(make_job("same-key"))
+    second = await store.insert_job(make_job("same-key"))
+    assert second.id == first.id
+    assert await store.count_jobs() == 1
+
+
+async def test_lease_is_exclusive_until_it_lapses(store: Store) -> None:
+    job = await store.insert_job(make_job())
+    assert await store.claim_job(job.id, "hub-a", lease_s=0.3)
+    assert not await store.claim_job(job.id, "hub-b", lease_s=0.3)
+    assert job.id not in await store.claimable_job_ids("hub-b")
+    await asyncio.sleep(0.4)
+    assert job.id in await store.claimable_job_ids("hub-b")
+    assert await store.claim_job(job.id, "hub-b", lease_s=30)
+
+
+async def test_delivery_is_recorded_once(store: Store) -> None:
+    job = await store.insert_job(make_job())
+    assert await store.mark_delivered(job)
+    assert not await store.mark_delivered(job)
+
+
+async def test_kv_add_is_first_writer_wins_and_expires(store: Store) -> None:
+    assert await store.kv_add("events", "Ev1", {"n": 1}, ttl_s=0.2)
+    assert not await store.kv_add("events", "Ev1", {"n": 2})
+    assert await store.kv_get("events", "Ev1") == {"n": 1}
+    await asyncio.sleep(0.3)
+    assert await store.kv_get("events", "Ev1") is None
+    assert await store.kv_add("events", "Ev1", {"n": 3})
+    await store.kv_put("cfg", "a", [1, 2])
+    await store.kv_put("cfg", "a", [3])
+    assert await store.kv_items("cfg") == [("a", [3])]
+    assert await store.kv_delete("cfg", "a")
+
+
+async def test_quota_sliding_window_refuses_and_tells_the_wait(store: Store) -> None:
+    assert await store.take_quota("user", "discord:1", limit=2, window_s=0.5) is None
+    assert await store.take_quota("user", "discord:1", limit=2, window_s=0.5) is None
+    wait = await store.take_quota("user", "discord:1", limit=2, window_s=0.5)
+    assert wait is not None and 0 < wait <= 0.5
+    assert await store.take_quota("user", "discord:2", limit=2, window_s=0.5) is None
+    await asyncio.sleep(wait + 0.05)
+    assert await store.take_quota("user", "discord:1", limit=2, window_s=0.5) is None
+
+
+async def test_quota_holds_under_concurrent_takers(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.take_quota("guild", "g", limit=5, window_s=60) for _ in range(20))
+    )
+    assert sum(r is None for r in results) == 5
+
+
+async def test_upgrade_from_older_schema_keeps_jobs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = await Store.open(url)
+    job = await store.insert_job(make_job())
+    async with store.engine.begin() as conn:
+        await conn.run_sync(downgrade, "base")
+        tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+    assert "jobs" not in tables
+    await store.close()
+
+    store = await Store.open(url)
+    await store.insert_job(job)
+    await store.close()
+    reopened = await Store.open(url)
+    assert (await reopened.get_job(job.id)) is not None
+    await reopened.close()
