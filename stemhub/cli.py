@@ -120,7 +120,7 @@ def _summary(job: Job, files: dict[str, Path], backend_note: str) -> Table:
 
 
 async def _split(
-    inputs: list[str],
+    inputs: list[tuple[str, Source]],
     out: Path,
     stems: str,
     fmt: OutputFormat,
@@ -131,10 +131,10 @@ async def _split(
     failures = 0
     async with Hub(settings, recover=False) as hub:
         submitted: list[tuple[str, Job, str]] = []
-        for item in inputs:
+        for item, source in inputs:
             try:
                 request = JobRequest(
-                    source=_source_for(item),
+                    source=source,
                     stems=stems,
                     output_format=fmt,
                     quality=quality,
@@ -187,9 +187,7 @@ def split(
     inputs: Annotated[
         list[str] | None, typer.Argument(help="Audio files or links.", show_default=False)
     ] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write stems.")] = Path(
-        "stems"
-    ),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write stems.")] = Path("stems"),
     stems: Annotated[
         str,
         typer.Option(
@@ -222,9 +220,15 @@ def split(
             err_console.print("Give at least one audio file or link, or --demo.")
             raise typer.Exit(EXIT_USAGE)
         try:
-            code = asyncio.run(
-                _split(items, out, stems, fmt, quality, backend, Settings())
-            )
+            sources = [(item, _source_for(item)) for item in items]
+            JobRequest(source=sources[0][1], stems=stems)
+        except StemhubError as error:
+            raise _fail(error) from None
+        except ValueError as error:
+            err_console.print(f"[red]error[/red] INVALID_REQUEST: {error}")
+            raise typer.Exit(EXIT_USAGE) from None
+        try:
+            code = asyncio.run(_split(sources, out, stems, fmt, quality, backend, Settings()))
         except StemhubError as error:
             raise _fail(error) from None
         except ValueError as error:

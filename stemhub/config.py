@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
 
     stemsplit_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("STEMHUB_STEMSPLIT_API_KEY", "STEMSPLIT_API_KEY")
+        default=None,
+        validation_alias=AliasChoices("STEMHUB_STEMSPLIT_API_KEY", "STEMSPLIT_API_KEY"),
     )
     stemsplit_base_url: str = "https://stemsplit.io/api/v1"
     stemsplit_download_outputs: bool = False

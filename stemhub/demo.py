@@ -226,7 +226,9 @@ class _Renderer:
     def noise(self, n: int) -> NDArray[np.float64]:
         return self.rng.standard_normal(n)
 
-    def band(self, x: NDArray[np.float64], lo: float | None, hi: float | None) -> NDArray[np.float64]:
+    def band(
+        self, x: NDArray[np.float64], lo: float | None, hi: float | None
+    ) -> NDArray[np.float64]:
         nyq = self.sr / 2.0
         if lo and hi:
             sos = signal.butter(2, [lo / nyq, min(hi / nyq, 0.99)], btype="band", output="sos")
@@ -398,7 +400,9 @@ class _Renderer:
                 note = int(rng.choice(candidates))
                 sung = note + (3 if harmony else 0)
                 if harmony:
-                    sung = min(self.scale_notes(sung - 1, sung + 2), key=lambda p: abs(p - sung - 1))
+                    sung = min(
+                        self.scale_notes(sung - 1, sung + 2), key=lambda p: abs(p - sung - 1)
+                    )
                 onset = t + float(rng.normal(0.0, 0.015))
                 self._sing(f0, amp, onset, length * float(rng.uniform(0.75, 0.95)), sung, rng)
                 vowel_track.append((round(onset * self.sr), str(rng.choice(list(_VOWELS)))))
@@ -482,9 +486,9 @@ def _voice(
             k = np.arange(1, n_harm + 1)[:, None]
             freqs = k * base[None, :]
             gain = np.full(freqs.shape, 0.02)
-            for j, weight in enumerate((1.0, 0.6, 0.3)):
+            for j, weight in enumerate((1.0, 0.7, 0.5)):
                 gain += weight / (1.0 + ((freqs - formants[j, a:b]) / (widths[j, a:b] / 2.0)) ** 2)
-            gain *= k ** -0.9 * (freqs < sr / 2.2)
+            gain *= k**-0.9 * (freqs < sr / 2.2)
             out[a:b] = amp[a:b] * np.sum(gain * np.sin(k * phase[a:b]), axis=0)
     breath = r.band(r.noise(r.n), 1500.0, 6000.0) * amp * 0.02
     out += breath
@@ -638,7 +642,12 @@ def _voice_lead(previous: list[int], target: list[int]) -> list[int]:
 
 
 def _play_pad(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     dur = r.spec.bar_seconds + 0.3
     k = np.arange(1, 16, dtype=np.float64)
@@ -650,7 +659,12 @@ def _play_pad(
 
 
 def _play_piano(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     k = np.arange(1, 14, dtype=np.float64)
     hits = [0, 6, 8, 12] if section.energy > 0.6 else [0, 8]
@@ -665,7 +679,12 @@ def _play_piano(
 
 
 def _play_guitar(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     strums = [0, 4, 6, 10, 12, 14] if section.energy > 0.6 else [0, 6, 8]
     strums = [s for s in strums if s < r.steps_per_bar]
@@ -681,7 +700,12 @@ def _play_guitar(
 
 
 def _play_organ(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     amps = np.array([1.0, 0.8, 0.5, 0.5, 0.0, 0.3, 0.0, 0.25])
     dur = r.spec.bar_seconds
@@ -693,7 +717,12 @@ def _play_organ(
 
 
 def _play_arp(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     if section.energy < 0.5:
         return
@@ -708,7 +737,12 @@ def _play_arp(
 
 
 def _play_strings(
-    r: _Renderer, out: NDArray[np.float64], start: float, section: Section, chord: list[int], pan: float
+    r: _Renderer,
+    out: NDArray[np.float64],
+    start: float,
+    section: Section,
+    chord: list[int],
+    pan: float,
 ) -> None:
     dur = r.spec.bar_seconds + 0.2
     k = np.arange(1, 20, dtype=np.float64)

@@ -41,7 +41,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import httpcore
@@ -54,14 +54,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "stemhub (+https://github.com/stemhub/stemhub)"
+USER_AGENT = "stemhub-fetch/1"
 MAX_URL_LENGTH = 8192
 
 ProgressFn = Callable[[int, int | None], Awaitable[None]]
 """``progress(bytes_so_far, total_or_None)``, awaited while a download streams."""
 
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-"""``resolve(host, port)`` -> IP address strings; the system resolver unless replaced."""
+"""``resolve(host, port)`` -> IP address strings, raising OSError for an unknown name."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +70,8 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _PROGRESS_STEP = 256 * 1024
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._-]+|[0-9A-Fa-f:.]+")
 # The forms inet_aton() accepts besides dotted quads: 2130706433, 0x7f000001, 0177.0.0.1, 127.1
 _LEGACY_IPV4 = re.compile(r"(?:0x[0-9a-f]+|[0-9]+)(?:\.(?:0x[0-9a-f]+|[0-9]+)){0,3}", re.I)
 
@@ -77,6 +79,36 @@ _FORBIDDEN_MESSAGE = (
     "The link points to a private or local network address; the hub only fetches "
     "from public internet addresses."
 )
+
+
+_QUERY_IN_TEXT = re.compile(r"((?:https?://|/)[^\s'\"<>?#]*)\?[^\s'\"<>]*")
+
+
+class _RedactQueries(logging.Filter):
+    """Keep query strings (presigned signatures, tokens) out of httpx and httpcore logs.
+
+    httpx logs each request's full URL at INFO; httpcore's DEBUG trace shows response
+    headers, ``Location`` included.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "?" in record.msg:
+            record.msg = _QUERY_IN_TEXT.sub("\\1?…", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+def _redact_library_logs() -> None:
+    for name in ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2"):
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactQueries) for f in library_logger.filters):
+            library_logger.addFilter(_RedactQueries())
+
+
+_redact_library_logs()
 
 
 @dataclass(frozen=True)
@@ -154,15 +186,16 @@ def check_url(url: str, policy: FetchPolicy) -> None:
     Host names are checked again, after resolution, by :class:`GuardedTransport`; what
     this function can refuse without DNS it refuses here: ``localhost`` names and IP
     literals in every spelling (``2130706433``, ``0x7f.1``, ``[::ffff:127.0.0.1]``).
+    Raises ``UNSUPPORTED_SOURCE`` (not http/https), ``SOURCE_FORBIDDEN`` or
+    ``INVALID_REQUEST``.
     """
-    _checked_host(url, policy)
-
-
-def _checked_host(url: str, policy: FetchPolicy) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise StemhubError(ErrorCode.INVALID_REQUEST, "The link is too long.")
+    url = url.strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise StemhubError(ErrorCode.INVALID_REQUEST, "The link has spaces or control characters.")
     try:
-        parts = urllib.parse.urlsplit(url.strip())
+        parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise StemhubError(ErrorCode.INVALID_REQUEST, "The link is not a valid URL.") from exc
@@ -190,10 +223,11 @@ def _checked_host(url: str, policy: FetchPolicy) -> str:
     elif _is_local_name(host) and not (policy.allow_private or _host_allowed(host, policy)):
         _refuse(url, "local host name")
     try:
-        httpx.URL(url.strip())
+        parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise StemhubError(ErrorCode.INVALID_REQUEST, "The link is not a valid URL.") from exc
-    return host
+    if not _HOST_CHARS.fullmatch(parsed.raw_host.decode("ascii", "replace")):
+        raise StemhubError(ErrorCode.INVALID_REQUEST, "The link's host name is not valid.")
 
 
 def _literal_address(host: str) -> IPAddress | None:
@@ -254,9 +288,14 @@ def _allow_rules(allowed: frozenset[str]) -> tuple[frozenset[str], tuple[IPNetwo
     for entry in allowed:
         item = entry.strip().lower().strip("[]").rstrip(".")
         try:
-            networks.append(ipaddress.ip_network(item, strict=False))
+            network = ipaddress.ip_network(item, strict=False)
         except ValueError:
             names.add(item)
+            continue
+        if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+            bits = int(network.network_address) & 0xFFFFFFFF
+            network = ipaddress.IPv4Network((bits, max(network.prefixlen - 96, 0)))
+        networks.append(network)
     return frozenset(names), tuple(networks)
 
 
@@ -269,13 +308,12 @@ def _address_allowed(address: IPAddress, host: str, policy: FetchPolicy) -> bool
     if policy.allow_private or is_public_address(address) or _host_allowed(host, policy):
         return True
     _, networks = _allow_rules(policy.allowed_hosts)
-    candidates = [address]
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        candidates.append(address.ipv4_mapped)
-    return any(c in net for c in candidates for net in networks if c.version == net.version)
+        address = address.ipv4_mapped
+    return any(address in net for net in networks if address.version == net.version)
 
 
-def _refuse(url: str | httpx.URL, why: str) -> None:
+def _refuse(url: str | httpx.URL, why: str) -> NoReturn:
     logger.info("refused to fetch %s: %s", redact_url(url), why)
     raise StemhubError(
         ErrorCode.SOURCE_FORBIDDEN,
@@ -288,10 +326,7 @@ def _refuse(url: str | httpx.URL, why: str) -> None:
 
 
 async def _system_resolve(host: str, port: int) -> list[str]:
-    try:
-        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"could not resolve {host}") from exc
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
 
 
@@ -312,7 +347,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Any = None,
     ) -> httpcore.AsyncNetworkStream:
         addresses = await self._vetted(host, port, timeout)
-        failure: Exception | None = None
+        failure: Exception = httpcore.ConnectError(f"no address to connect to for {host}")
         for address in addresses:
             try:
                 return await self._inner.connect_tcp(
@@ -324,7 +359,6 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
-        assert failure is not None
         raise failure
 
     async def _vetted(self, host: str, port: int, limit_s: float | None) -> list[IPAddress]:
@@ -333,11 +367,14 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             self._policy.allow_private or _host_allowed(host, self._policy)
         ):
             _refuse(shown, "local host name")
+        literal = _literal_address(host)
         try:
             with anyio.fail_after(limit_s):
-                answers = await self._resolve(host, port)
+                answers = [str(literal)] if literal else await self._resolve(host, port)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"could not resolve {host}") from exc
         addresses: list[IPAddress] = []
         for answer in answers:
             address = ipaddress.ip_address(answer.split("%", 1)[0])
@@ -411,6 +448,12 @@ class _ResponseStream(httpx.AsyncByteStream):
         await self._close()
 
 
+@lru_cache(maxsize=2)
+def _ssl_context(verify: bool) -> ssl.SSLContext:
+    """Loading the CA bundle takes tens of milliseconds; one context serves every download."""
+    return httpx.create_ssl_context(verify=verify, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that only reaches addresses ``policy`` allows.
 
@@ -429,15 +472,16 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         max_connections: int = 20,
     ) -> None:
         self._policy = policy
+        context = verify if isinstance(verify, ssl.SSLContext) else _ssl_context(verify)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=context,
             max_connections=max_connections,
             max_keepalive_connections=max_connections,
             network_backend=_GuardedBackend(policy, resolver or _system_resolve),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        _checked_host(str(request.url), self._policy)
+        check_url(str(request.url), self._policy)
         stream = request.stream
         if not isinstance(stream, httpx.AsyncByteStream):
             raise TypeError("GuardedTransport needs an async request body")
@@ -520,78 +564,76 @@ async def fetch_to_file(
     """
     check_url(url, policy)
     await anyio.Path(dest_dir).mkdir(parents=True, exist_ok=True)
-    client = httpx.AsyncClient(
-        transport=transport or GuardedTransport(policy),
-        timeout=httpx.Timeout(policy.timeout_s),
-        follow_redirects=False,
-        trust_env=False,
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-    )
-    shown = redact_url(url)
+    visited = [httpx.URL(url.strip())]
+    own_transport = transport is None
+    active = transport or GuardedTransport(policy)
     try:
-        async with client, asyncio.timeout(policy.total_timeout_s):
-            return await _download(
-                client, httpx.URL(url.strip()), dest_dir, policy, headers, progress
-            )
+        async with asyncio.timeout(policy.total_timeout_s):
+            return await _download(active, visited, dest_dir, policy, headers, progress)
     except TimeoutError as exc:
-        minutes = (policy.total_timeout_s or 0) / 60
-        raise StemhubError(
-            ErrorCode.SOURCE_UNREACHABLE,
-            f"The download took longer than {minutes:g} minutes and was stopped.",
-            retryable=True,
-            operator_message=f"total timeout fetching {shown}",
-        ) from exc
+        limit = _format_seconds(policy.total_timeout_s or 0)
+        message = f"The download took longer than {limit} and was stopped."
+        raise _unreachable(message, exc, visited) from exc
     except httpx.TimeoutException as exc:
-        raise StemhubError(
-            ErrorCode.SOURCE_UNREACHABLE,
-            f"The link did not answer within {policy.timeout_s:g} seconds.",
-            retryable=True,
-            operator_message=f"{type(exc).__name__} fetching {shown}",
-        ) from exc
+        message = f"The link did not answer within {_format_seconds(policy.timeout_s)}."
+        raise _unreachable(message, exc, visited) from exc
     except httpx.ConnectError as exc:
-        raise StemhubError(
-            ErrorCode.SOURCE_UNREACHABLE,
-            f"Could not connect to {_host_of(url)}.",
-            retryable=True,
-            operator_message=f"connect failed for {shown}: {exc}",
-        ) from exc
+        message = f"Could not connect to {visited[-1].host}."
+        raise _unreachable(message, exc, visited) from exc
     except httpx.TransportError as exc:
-        raise StemhubError(
-            ErrorCode.SOURCE_UNREACHABLE,
-            f"The connection to {_host_of(url)} broke off during the download.",
-            retryable=True,
-            operator_message=f"{type(exc).__name__} fetching {shown}: {exc}",
-        ) from exc
+        message = f"The connection to {visited[-1].host} broke off during the download."
+        raise _unreachable(message, exc, visited) from exc
+    finally:
+        if own_transport:
+            await active.aclose()
 
 
-def _host_of(url: str) -> str:
-    try:
-        return urllib.parse.urlsplit(url).hostname or "the server"
-    except ValueError:
-        return "the server"
+def _unreachable(message: str, exc: Exception, visited: list[httpx.URL]) -> StemhubError:
+    return StemhubError(
+        ErrorCode.SOURCE_UNREACHABLE,
+        message,
+        retryable=True,
+        operator_message=f"{type(exc).__name__} fetching {redact_url(visited[-1])}",
+    )
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
 
 
 async def _download(
-    client: httpx.AsyncClient,
-    url: httpx.URL,
+    transport: httpx.AsyncBaseTransport,
+    visited: list[httpx.URL],
     dest_dir: Path,
     policy: FetchPolicy,
     headers: Mapping[str, str] | None,
     progress: ProgressFn | None,
 ) -> FetchedFile:
-    first = url
+    """Follow redirects by hand: each hop is vetted, credentials stay with the origin.
+
+    The transport is called directly rather than through ``httpx.AsyncClient``: the client
+    would parse each ``Location`` itself (failing on forms the guard should refuse) and
+    log each full URL.
+    """
+    first = visited[0]
     credentials_ok = True
-    visited: list[httpx.URL] = [url]
+    timeout = httpx.Timeout(policy.timeout_s).as_dict()
     for _hop in range(policy.max_redirects + 1):
+        url = visited[-1]
         credentials_ok = credentials_ok and _origin(url) == _origin(first)
-        request = client.build_request("GET", url, headers=headers if credentials_ok else None)
-        response = await client.send(request, stream=True)
+        request = httpx.Request(
+            "GET",
+            url,
+            headers=_request_headers(headers if credentials_ok else None),
+            extensions={"timeout": timeout},
+        )
+        response = await transport.handle_async_request(request)
+        response.request = request
         try:
             if response.status_code not in _REDIRECT_STATUSES:
                 _raise_for_status(response, url)
                 return await _save(response, visited, dest_dir, policy, progress)
-            url = _redirect_target(response, url, policy)
-            visited.append(url)
+            visited.append(_redirect_target(response, url, policy))
         finally:
             await response.aclose()
     raise StemhubError(
@@ -601,23 +643,24 @@ async def _download(
     )
 
 
+def _request_headers(extra: Mapping[str, str] | None) -> httpx.Headers:
+    merged = httpx.Headers({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+    merged.update(extra or {})
+    return merged
+
+
 def _redirect_target(
     response: httpx.Response, current: httpx.URL, policy: FetchPolicy
 ) -> httpx.URL:
-    location = response.headers.get("location")
+    location = response.headers.get("location", "").strip()
     if not location:
         raise StemhubError(
             ErrorCode.SOURCE_UNREACHABLE,
             f"The link answered {response.status_code} (a redirect) without saying where to.",
         )
-    try:
-        target = current.join(location).copy_with(fragment=None)
-    except httpx.InvalidURL as exc:
-        raise StemhubError(
-            ErrorCode.SOURCE_UNREACHABLE, "The link redirected to an invalid address."
-        ) from exc
-    check_url(str(target), policy)
-    return target
+    target = urllib.parse.urljoin(str(current), location).split("#", 1)[0]
+    check_url(target, policy)
+    return httpx.URL(target)
 
 
 def _raise_for_status(response: httpx.Response, url: httpx.URL) -> None:
@@ -713,13 +756,17 @@ def _content_length(response: httpx.Response) -> int | None:
 def _filename(disposition: str | None, visited: list[httpx.URL]) -> str | None:
     """The name the server gave, else the first URL path segment that looks like a file."""
     if disposition:
+        # RFC 6266: an encoded filename* wins over a plain filename.
+        extended = re.search(r"filename\*\s*=\s*([^;]+)", disposition, re.IGNORECASE)
         message = email.message.Message()
-        message["content-disposition"] = disposition
+        message["content-disposition"] = (
+            f"attachment; filename*={extended.group(1)}" if extended else disposition
+        )
         given = message.get_filename()
         cleaned = _clean_filename(given) if given else None
         if cleaned:
             return cleaned
-    names = [_clean_filename(urllib.parse.unquote(PurePosixPath(u.path).name)) for u in visited]
+    names = [_clean_filename(PurePosixPath(u.path).name) for u in visited]
     names = [n for n in names if n]
     with_extension = [n for n in names if _safe_suffix(n)]
     return (with_extension or names or [None])[0]
@@ -727,7 +774,8 @@ def _filename(disposition: str | None, visited: list[httpx.URL]) -> str | None:
 
 def _clean_filename(name: str) -> str | None:
     base = re.split(r"[/\\]", name)[-1]
-    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".").strip()
+    base = "".join(ch for ch in base if ch.isprintable() and ch not in "\"'")
+    base = base.strip().lstrip(".").strip()
     if len(base) > 200:
         stem, dot, ext = base.rpartition(".")
         base = f"{stem[:190]}.{ext[:9]}" if dot and len(ext) <= 9 else base[:200]

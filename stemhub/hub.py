@@ -233,7 +233,8 @@ class Hub:
         results: list[Any] = []
         for impl in reversed(caller.get_hookimpls()):
             try:
-                results.append(await await_me_maybe(impl.function(**kwargs)))
+                args = [kwargs[arg] for arg in impl.argnames]
+                results.append(await await_me_maybe(impl.function(*args)))
             except StemhubError:
                 if not observer:
                     raise
@@ -321,12 +322,14 @@ class Hub:
             raise StemhubError(
                 ErrorCode.CONFLICT, f"Job {job_id} already ended ({job.status.value})."
             )
+        live = self._live.get(job_id)
         task = self._tasks.get(job_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        job = self._live.pop(job_id, None) or await self.require_job(job_id)
+        # the live copy may know a remote id its cancelled task had no time to persist
+        job = live or await self.require_job(job_id)
         if job.remote_id and job.backend:
             with contextlib.suppress(StemhubError):
                 await self.backend(job.backend).cancel(job.remote_id)
@@ -374,7 +377,11 @@ class Hub:
         return job
 
     async def wait_for(
-        self, job_id: str, *, delivered: bool = True, timeout: float | None = None
+        self,
+        job_id: str,
+        *,
+        delivered: bool = True,
+        timeout: float | None = None,  # noqa: ASYNC109 - a deadline is what callers want
     ) -> Job:
         """Wait until a job ended (and, by default, its delivery was recorded)."""
 
@@ -490,5 +497,6 @@ class Hub:
     @property
     def running_jobs(self) -> int:
         return len(self._tasks)
+
 
 __all__ = ["CliFrontend", "Hub", "await_me_maybe"]

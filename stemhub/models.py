@@ -280,7 +280,6 @@ class BackendCapabilities(BaseModel):
     """A remote id survives a hub restart (hosted API: yes; in-process engine: no)."""
 
 
-
 __all__ = [
     "ALL_STEMS",
     "STEMS_BY_SET",

@@ -64,9 +64,7 @@ class OutputStore:
             )
         expires = int(time.time()) + (ttl_s or self.link_ttl_s)
         sig = self._signature(job_id, filename, expires)
-        url = (
-            f"{self.public_url}{FILES_PREFIX}/{job_id}/{quote(filename)}?exp={expires}&sig={sig}"
-        )
+        url = f"{self.public_url}{FILES_PREFIX}/{job_id}/{quote(filename)}?exp={expires}&sig={sig}"
         return url, datetime.fromtimestamp(expires, UTC)
 
     def verify(self, job_id: str, filename: str, expires: str, signature: str) -> Path:
@@ -87,7 +85,9 @@ class OutputStore:
             raise StemhubError(ErrorCode.NOT_FOUND, "This file is no longer kept.")
         return path
 
-    def output_links(self, job: Job, *, ttl_s: int | None = None) -> dict[str, tuple[str, datetime]]:
+    def output_links(
+        self, job: Job, *, ttl_s: int | None = None
+    ) -> dict[str, tuple[str, datetime]]:
         """Fresh links for every stem of a job: signed local links, else remote ones."""
         links: dict[str, tuple[str, datetime]] = {}
         for stem, output in job.outputs.items():

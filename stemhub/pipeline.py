@@ -35,7 +35,8 @@ StageFn = Callable[["Hub", Job], Awaitable[None]]
 def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         return retry_after
-    return min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
+    jitter: float = random.random()
+    return min(30.0, 0.5 * 2.0**attempt) * (0.5 + jitter)
 
 
 async def run_job(hub: Hub, job: Job) -> None:
@@ -59,12 +60,12 @@ async def run_job(hub: Hub, job: Job) -> None:
     except Exception as exc:
         reference = job.id[:8]
         log.exception("job %s failed unexpectedly (reference %s)", job.id, reference)
-        error = StemhubError(
+        internal = StemhubError(
             ErrorCode.INTERNAL,
             f"Something went wrong on our side (reference {reference}).",
             operator_message=f"{type(exc).__name__}: {exc}",
         )
-        await fail(hub, job, error)
+        await fail(hub, job, internal)
         await deliver_stage(hub, job)
 
 
@@ -243,11 +244,13 @@ async def deliver_stage(hub: Hub, job: Job) -> bool:
                 job.delivery["error"] = error.to_dict()
                 break
             await asyncio.sleep(_backoff(attempt, error.retry_after))
-    job.stage = Stage.DONE
-    if await hub.store.mark_delivered(job):
-        hub.notify(job)
-        await hub.call_hook("stemhub_job_delivered", hub=hub, job=job)
+    # watchers see DONE only once the delivery is recorded and observers have run
+    done = job.model_copy(update={"stage": Stage.DONE})
+    if await hub.store.mark_delivered(done):
+        await hub.call_hook("stemhub_job_delivered", hub=hub, job=done)
+    job.stage, job.delivered_at, job.updated_at = Stage.DONE, done.delivered_at, done.updated_at
+    hub.notify(job)
     return True
 
 
-__all__ = ["build_task", "deliver_stage", "fetch_stage", "fail", "run_job", "separate_stage"]
+__all__ = ["build_task", "deliver_stage", "fail", "fetch_stage", "run_job", "separate_stage"]

@@ -62,8 +62,9 @@ def _distribution_name(ep: EntryPoint) -> str:
     return dist.name if dist is not None else ""
 
 
-def _load(ep: EntryPoint) -> ModuleType | object:
-    return ep.load()
+def _load(ep: EntryPoint) -> object:
+    plugin: object = ep.load()
+    return plugin
 
 
 def get_plugin_manager(

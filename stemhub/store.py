@@ -8,6 +8,9 @@ Leases make several hub processes safe on one database: a hub claims a job befor
 works on it and renews the lease while it does; a job whose lease lapsed (its hub died)
 may be claimed by any hub.
 
+The job table's writes are group-committed (:class:`JobWriter`): thousands of jobs in
+flight would otherwise each pay for a transaction of their own, per transition.
+
 The ``kv`` table gives plugins durable state without migrations of their own (delivery
 cursors, event dedupe, API keys), and ``quota_hits`` holds quota counters so limits
 survive restarts and span instances.
@@ -15,17 +18,21 @@ survive restarts and span instances.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from stemhub.models import TERMINAL_STATUSES, Job, JobStatus, utcnow
@@ -74,7 +81,187 @@ quota_hits = sa.Table(
 
 UNFINISHED = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 
+# Built once so SQLAlchemy's statement cache key is computed once, not per write; the
+# ``b_`` prefix keeps bind names apart from the column names they would shadow.
+_INSERT_JOB = jobs.insert()
+_UPDATE_JOB = jobs.update().where(jobs.c.id == sa.bindparam("b_id"))
+_DELIVER_JOB = jobs.update().where(jobs.c.id == sa.bindparam("b_id"), jobs.c.delivered_at.is_(None))
+_CLAIM_JOB = (
+    jobs.update()
+    .where(
+        jobs.c.id == sa.bindparam("b_id"),
+        sa.or_(
+            jobs.c.owner.is_(None),
+            jobs.c.owner == sa.bindparam("b_owner"),
+            jobs.c.lease_until < sa.bindparam("b_now"),
+        ),
+    )
+    .values(owner=sa.bindparam("b_owner"), lease_until=sa.bindparam("b_until"))
+)
+_RELEASE_JOB = (
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("b_id"), jobs.c.owner == sa.bindparam("b_owner"))
+    .values(owner=None, lease_until=None)
+)
 
+
+@dataclass(eq=False)
+class _Write:
+    statement: sa.Executable
+    params: dict[str, Any]
+    batchable: bool
+    """True when the caller needs no row count: runs of it go as one executemany."""
+    future: asyncio.Future[int]
+
+
+def _execute_batch(conn: Connection, batch: list[_Write]) -> list[int | Exception]:
+    """Run a batch in the caller's transaction; the row count of each write."""
+    outcomes: list[int | Exception] = []
+    for (_, batchable), run in itertools.groupby(
+        batch, key=lambda w: (id(w.statement), w.batchable)
+    ):
+        writes = list(run)
+        if batchable and len(writes) > 1:
+            conn.execute(writes[0].statement, [write.params for write in writes])
+            outcomes.extend(1 for _ in writes)
+        else:
+            outcomes.extend(
+                conn.execute(write.statement, write.params).rowcount for write in writes
+            )
+    return outcomes
+
+
+def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Exception]:
+    """A batch in one transaction; replayed one write per transaction if it fails."""
+    try:
+        with engine.begin() as conn:
+            return _execute_batch(conn, batch)
+    except SQLAlchemyError as error:
+        if len(batch) == 1:
+            return [error]
+    outcomes: list[int | Exception] = []
+    for write in batch:
+        try:
+            with engine.begin() as conn:
+                outcomes.extend(_execute_batch(conn, [write]))
+        except SQLAlchemyError as error:
+            outcomes.append(error)
+    return outcomes
+
+
+async def _commit_async(engine: AsyncEngine, batch: list[_Write]) -> list[int | Exception]:
+    try:
+        async with engine.begin() as conn:
+            return await conn.run_sync(_execute_batch, batch)
+    except SQLAlchemyError as error:
+        if len(batch) == 1:
+            return [error]
+    outcomes: list[int | Exception] = []
+    for write in batch:
+        try:
+            async with engine.begin() as conn:
+                outcomes.extend(await conn.run_sync(_execute_batch, [write]))
+        except SQLAlchemyError as error:
+            outcomes.append(error)
+    return outcomes
+
+
+class JobWriter:
+    """Group commit for the job table: every write queued meanwhile shares one transaction.
+
+    Each job transition is a tiny write; at thousands of jobs in flight a transaction per
+    write (pool checkout, BEGIN, COMMIT, and on SQLite a fight for the one write lock with
+    sleeping retries) made the store the hub's bottleneck. Here one writer commits what
+    is queued, up to ``max_batch`` writes at a time, runs of the same statement as one
+    executemany. A caller still returns only once its write is committed. A failing batch
+    is replayed one write per transaction, so every caller gets its own outcome (an
+    idempotency conflict stays that caller's IntegrityError). A write whose caller was
+    cancelled before its batch started is dropped, as its transaction would have been.
+
+    On a SQLite file the batch runs on a thread of its own through a plain pysqlite
+    engine: one hand-off per batch, not one per statement through aiosqlite's thread,
+    each of which waits for the busy event loop to let go of the GIL.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, sync_engine: Engine | None = None, *, max_batch: int = 256
+    ) -> None:
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self.max_batch = max_batch
+        self._pending: list[_Write] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="stemhub-store-writer")
+            if sync_engine is not None
+            else None
+        )
+
+    async def write(
+        self, statement: sa.Executable, params: dict[str, Any], *, batchable: bool = False
+    ) -> int:
+        """Queue one statement; its row count once the batch holding it committed."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._wakeup = asyncio.Event()
+            self._task = loop.create_task(self._run(), name="stemhub-store-writer")
+        write = _Write(statement, params, batchable, loop.create_future())
+        self._pending.append(write)
+        self._wakeup.set()
+        return await write.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                taken = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                batch = [write for write in taken if not write.future.done()]
+                if batch:
+                    await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        try:
+            if self.sync_engine is not None:
+                loop = asyncio.get_running_loop()
+                outcomes = await loop.run_in_executor(
+                    self._thread, _commit_on_thread, self.sync_engine, batch
+                )
+            else:
+                outcomes = await _commit_async(self.engine, batch)
+        except BaseException as error:
+            # a bug or the loop going away: no caller may wait forever
+            for write in batch:
+                if not write.future.done():
+                    if isinstance(error, Exception):
+                        write.future.set_exception(error)
+                    else:
+                        write.future.cancel()
+            raise
+        for write, outcome in zip(batch, outcomes, strict=True):
+            if write.future.done():
+                continue
+            if isinstance(outcome, Exception):
+                write.future.set_exception(outcome)
+            else:
+                write.future.set_result(outcome)
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            self._closing = True
+            self._wakeup.set()
+            await task
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -96,8 +283,9 @@ def normalise_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
         self.engine = engine
+        self.writer = JobWriter(engine, sync_engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -108,9 +296,15 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            sync_engine: Engine | None = None
+            if path and path != ":memory:":
+                sync_url = make_url(url).set(drivername="sqlite")
+                sync_engine = sa.create_engine(sync_url, connect_args={"timeout": 30})
+                event.listen(sync_engine, "connect", _sqlite_pragmas)
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-        store = cls(engine)
+            sync_engine = None
+        store = cls(engine, sync_engine)
         if migrate:
             await store.migrate()
         return store
@@ -127,6 +321,7 @@ class Store:
             await conn.run_sync(upgrade)
 
     async def close(self) -> None:
+        await self.writer.close()
         await self.engine.dispose()
 
     # jobs
@@ -154,8 +349,7 @@ class Store:
             "idempotency_key": job.request.idempotency_key,
         }
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(jobs.insert().values(**values))
+            await self.writer.write(_INSERT_JOB, values, batchable=True)
         except IntegrityError:
             if job.request.idempotency_key is None:
                 raise
@@ -168,8 +362,7 @@ class Store:
     async def save_job(self, job: Job) -> Job:
         """Write the job's current state (one short transaction)."""
         job.updated_at = utcnow()
-        async with self.engine.begin() as conn:
-            await conn.execute(jobs.update().where(jobs.c.id == job.id).values(**self._row(job)))
+        await self.writer.write(_UPDATE_JOB, self._row(job) | {"b_id": job.id}, batchable=True)
         return job
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -234,18 +427,8 @@ class Store:
     async def claim_job(self, job_id: str, owner: str, lease_s: float) -> bool:
         """Take the lease of a job nobody else holds; True when this owner holds it now."""
         now = time.time()
-        query = (
-            jobs.update()
-            .where(
-                jobs.c.id == job_id,
-                sa.or_(
-                    jobs.c.owner.is_(None), jobs.c.owner == owner, jobs.c.lease_until < now
-                ),
-            )
-            .values(owner=owner, lease_until=now + lease_s)
-        )
-        async with self.engine.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+        params = {"b_id": job_id, "b_owner": owner, "b_now": now, "b_until": now + lease_s}
+        return await self.writer.write(_CLAIM_JOB, params) == 1
 
     async def renew_leases(self, job_ids: Sequence[str], owner: str, lease_s: float) -> None:
         if not job_ids:
@@ -259,13 +442,7 @@ class Store:
             await conn.execute(query)
 
     async def release_job(self, job_id: str, owner: str) -> None:
-        query = (
-            jobs.update()
-            .where(jobs.c.id == job_id, jobs.c.owner == owner)
-            .values(owner=None, lease_until=None)
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(query)
+        await self.writer.write(_RELEASE_JOB, {"b_id": job_id, "b_owner": owner}, batchable=True)
 
     async def claimable_job_ids(self, owner: str, limit: int = 1000) -> list[str]:
         """Unfinished (or delivered-pending) jobs whose lease is free or lapsed."""
@@ -280,9 +457,7 @@ class Store:
                         jobs.c.stage == "deliver",
                     ),
                 ),
-                sa.or_(
-                    jobs.c.owner.is_(None), jobs.c.owner == owner, jobs.c.lease_until < now
-                ),
+                sa.or_(jobs.c.owner.is_(None), jobs.c.owner == owner, jobs.c.lease_until < now),
             )
             .order_by(jobs.c.created_at)
             .limit(limit)
@@ -294,13 +469,7 @@ class Store:
         """Record delivery once; False when it was already recorded (never deliver twice)."""
         job.delivered_at = job.delivered_at or utcnow()
         job.updated_at = utcnow()
-        query = (
-            jobs.update()
-            .where(jobs.c.id == job.id, jobs.c.delivered_at.is_(None))
-            .values(**self._row(job))
-        )
-        async with self.engine.begin() as conn:
-            return (await conn.execute(query)).rowcount == 1
+        return await self.writer.write(_DELIVER_JOB, self._row(job) | {"b_id": job.id}) == 1
 
     async def jobs_with_outputs_older_than(self, cutoff: datetime) -> list[Job]:
         query = sa.select(jobs.c.data).where(
@@ -408,7 +577,7 @@ class Store:
                 )
             ).all()
             if len(recent) >= limit:
-                oldest_that_matters = recent[len(recent) - limit][0]
+                oldest_that_matters = float(recent[len(recent) - limit][0])
                 return max(0.001, oldest_that_matters + window_s - now)
             await conn.execute(quota_hits.insert().values(scope=scope, subject=subject, at=now))
         return None
@@ -421,4 +590,13 @@ def schema_version(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
-__all__ = ["Store", "jobs", "kv", "metadata", "normalise_url", "quota_hits", "schema_version"]
+__all__ = [
+    "JobWriter",
+    "Store",
+    "jobs",
+    "kv",
+    "metadata",
+    "normalise_url",
+    "quota_hits",
+    "schema_version",
+]

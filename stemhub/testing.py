@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from stemhub.backends.base import Backend, ProgressCallback, SeparationResult, SeparationTask, StemFile
+from stemhub.backends.base import (
+    Backend,
+    ProgressCallback,
+    SeparationResult,
+    SeparationTask,
+    StemFile,
+)
 from stemhub.config import QuotaSettings, Settings
 from stemhub.errors import StemhubError
 from stemhub.hookspecs import hookimpl
@@ -128,7 +134,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "allow_private_networks": False,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 def write_test_tone(path: Path, *, seconds: float = 1.0, sample_rate: int = 44100) -> Path:

@@ -57,6 +57,7 @@ class StemSplitTuning(BaseModel):
     rate_limit: int = 60
     rate_window_s: float = 60.0
     burst: int | None = None
+    rate_margin: float = 0.1
     max_rate_limit_retries: int = 5
     max_retry_after_s: float = 120.0
     max_replays: int = 3

@@ -3,9 +3,10 @@
 The limit is per API key (60 requests a minute by default), so it is shared by every
 job of a hub: one :class:`RequestPacer` per backend instance gates them all. It is a
 token bucket sized so that no sliding window of ``window_s`` ever holds more than
-``limit`` requests (``burst`` tokens up front, then ``limit - burst`` per window), kept
-honest by the server's ``X-RateLimit-*`` headers, and closed for everyone when any
-request meets a 429, so the hub slows down as a whole instead of hammering.
+``limit`` requests (``burst`` tokens up front, then ``limit - burst`` per window less a
+``margin`` for network jitter: 55 a minute for a limit of 60), kept honest by the
+server's ``X-RateLimit-*`` headers, and closed for everyone when any request meets a
+429, so the hub slows down as a whole instead of hammering.
 
 Waiters are served by priority, then in arrival order: requests that finish jobs
 (status checks) go before requests that start new ones, which keeps the time from
@@ -57,15 +58,20 @@ class ScaledClock(Clock):
 
     ``time()`` is an epoch time on the scaled clock, anchored at the real time of
     creation, so ``X-RateLimit-Reset`` epochs written by a fake server with this clock
-    read correctly in a backend with the same clock.
+    read correctly in a backend with the same clock. Two processes share one scaled
+    clock by passing :attr:`anchor` (``time.monotonic`` is system-wide).
     """
 
-    def __init__(self, factor: float) -> None:
+    def __init__(self, factor: float, anchor: tuple[float, float] | None = None) -> None:
         if factor <= 0:
             raise ValueError("factor must be positive")
         self.factor = factor
-        self._mono0 = time.monotonic()
-        self._wall0 = time.time()
+        self._mono0, self._wall0 = anchor or (time.monotonic(), time.time())
+
+    @property
+    def anchor(self) -> tuple[float, float]:
+        """The real (monotonic, epoch) instant where this clock starts running fast."""
+        return self._mono0, self._wall0
 
     def monotonic(self) -> float:
         return self._mono0 + (time.monotonic() - self._mono0) / self.factor
@@ -95,10 +101,12 @@ class RequestPacer:
         window_s: float = RATE_LIMIT_WINDOW_S,
         *,
         burst: int | None = None,
+        margin: float = 0.1,
         clock: Clock | None = None,
     ) -> None:
         self.clock = clock or Clock()
         self.window_s = window_s
+        self.margin = min(max(margin, 0.0), 0.9)
         self._burst_override = burst
         self.limit = 0
         self.burst = 0
@@ -121,11 +129,15 @@ class RequestPacer:
     @property
     def rate(self) -> float:
         """Tokens per second of clock time once the burst is spent."""
-        return max(self.limit - self.burst, 1) / self.window_s
+        return max(self.limit - self.burst, 1) * (1.0 - self.margin) / self.window_s
 
     @property
     def waiting(self) -> int:
         return sum(1 for _, _, fut in self._heap if not fut.done())
+
+    def waiting_at(self, priority: int) -> int:
+        """Requests of one priority queued for a turn."""
+        return sum(1 for p, _, fut in self._heap if p == priority and not fut.done())
 
     def _refill(self) -> None:
         now = self.clock.monotonic()
@@ -213,7 +225,8 @@ class RequestPacer:
             return
         self._refill()
         self._tokens = min(self._tokens, float(info.remaining))
-        if info.remaining <= 0:
+        # a 429's Retry-After is more precise than the window's reset; the caller pauses
+        if info.remaining <= 0 and info.retry_after is None:
             wait = info.reset_in(self.clock.time())
             if wait is not None and wait > 0:
                 self.pause(min(wait, self.window_s))

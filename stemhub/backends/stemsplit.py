@@ -121,6 +121,7 @@ class StemSplitBackend(Backend):
             self.tuning.rate_limit,
             self.tuning.rate_window_s,
             burst=self.tuning.burst,
+            margin=self.tuning.rate_margin,
             clock=self.clock,
         )
         self._transport = transport
@@ -298,8 +299,9 @@ class StemSplitBackend(Backend):
 
         Backoff from ``poll_min_s`` doubling to ``poll_max_s``; never before the job's
         estimate says it could be done (but at least every ``poll_max_s`` for progress);
-        and never so often that the hub's pollers together use more than
-        ``poll_budget_share`` of the rate limit. Jitter spreads jobs started together.
+        and never so often that the hub's pollers together use more than the rate limit
+        allows, or more than ``poll_budget_share`` of it while new jobs wait to be
+        created. Jitter spreads jobs started together.
         """
         t = self.tuning
         delay = min(t.poll_max_s, t.poll_min_s * 2.0**attempt)
@@ -307,7 +309,8 @@ class StemSplitBackend(Backend):
             remaining = self._remaining(tracked)
             if remaining > delay:
                 delay = min(remaining, t.poll_max_s)
-        floor = max(1, self._polling) / (self.pacer.rate * t.poll_budget_share)
+        share = t.poll_budget_share if self.pacer.waiting_at(PRIORITY_START) else 1.0
+        floor = max(1, self._polling) / (self.pacer.rate * share)
         return max(delay, floor) * (0.8 + 0.4 * self._rng.random())
 
     async def _from_delivery(self, remote_id: str, data: WebhookEventData) -> RemoteJob | None:

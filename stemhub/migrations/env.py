@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+# importing these modules adds their tables to the metadata
+import stemhub.outbox
+import stemhub.rate_windows  # noqa: F401
 from stemhub.store import metadata
 
 connection = context.config.attributes.get("connection")

@@ -7,6 +7,8 @@ nothing at all for a refused address, no ``Authorization`` after a cross-host re
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -27,17 +29,24 @@ class Seen:
 
 @dataclass
 class Recorder:
+    """What reached one server; the server runs in its own thread, hence threading.Event."""
+
     requests: list[Seen] = field(default_factory=list)
     streamed_bytes: int = 0
-    stream_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    stream_closed: threading.Event = field(default_factory=threading.Event)
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
 
+    def reset(self) -> None:
+        self.requests.clear()
+        self.streamed_bytes = 0
+        self.stream_closed.clear()
+
 
 def payload(size: int) -> bytes:
     """Deterministic bytes that are not all alike, so a short or shuffled copy shows."""
-    return bytes((i * 31 + i // 251) % 256 for i in range(size))
+    return random.Random(size).randbytes(size)
 
 
 def make_app(recorder: Recorder) -> Starlette:

@@ -1,12 +1,18 @@
-"""Real HTTP servers on loopback for tests: uvicorn serving an ASGI app on a free port."""
+"""Real HTTP servers on loopback for tests: uvicorn serving an ASGI app on a free port.
+
+Each server runs its own event loop in a thread, so one server can live for a whole test
+module while every test keeps its own loop; starting and stopping uvicorn per test would
+cost more than most of the tests themselves.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +31,14 @@ class RunningServer:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-@contextlib.asynccontextmanager
-async def serve(
+@contextlib.contextmanager
+def serve(
     app: Any,
     *,
     host: str = "127.0.0.1",
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
-) -> AsyncIterator[RunningServer]:
+) -> Iterator[RunningServer]:
     """Serve ``app`` on a kernel-chosen port of ``host`` until the block ends."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -41,6 +47,7 @@ async def serve(
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
+        loop="asyncio",
         log_level="critical",
         lifespan="off",
         ws="none",
@@ -51,16 +58,17 @@ async def serve(
         ssl_cert_reqs=ssl.CERT_NONE,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
     try:
+        deadline = time.monotonic() + 10
         while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.005)
         yield RunningServer(host, port, "https" if ssl_certfile else "http")
     finally:
         server.should_exit = True
         server.force_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
+        thread.join(timeout=10)
         sock.close()

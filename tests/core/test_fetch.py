@@ -10,18 +10,21 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Sequence
+import ssl
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+import trustme
 
 from stemhub.config import Settings
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.fetch import (
     FetchPolicy,
     GuardedTransport,
+    Resolver,
     check_url,
     fetch_to_file,
     format_bytes,
@@ -37,29 +40,36 @@ OPEN = FetchPolicy(max_bytes=10 * MB, timeout_s=5.0, allow_private=True)
 CLOSED = FetchPolicy(max_bytes=10 * MB, timeout_s=5.0)
 
 
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+@pytest.fixture(scope="module")
+def recorders() -> tuple[Recorder, Recorder]:
+    return Recorder(), Recorder()
 
 
 @pytest.fixture
-async def server(recorder: Recorder) -> AsyncIterator[RunningServer]:
-    async with serve(make_app(recorder)) as running:
+def recorder(recorders: tuple[Recorder, Recorder]) -> Recorder:
+    recorders[0].reset()
+    return recorders[0]
+
+
+@pytest.fixture
+def other_recorder(recorders: tuple[Recorder, Recorder]) -> Recorder:
+    recorders[1].reset()
+    return recorders[1]
+
+
+@pytest.fixture(scope="module")
+def server(recorders: tuple[Recorder, Recorder]) -> Iterator[RunningServer]:
+    with serve(make_app(recorders[0])) as running:
         yield running
 
 
-@pytest.fixture
-def other_recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-async def other(other_recorder: Recorder) -> AsyncIterator[RunningServer]:
-    async with serve(make_app(other_recorder)) as running:
+@pytest.fixture(scope="module")
+def other(recorders: tuple[Recorder, Recorder]) -> Iterator[RunningServer]:
+    with serve(make_app(recorders[1])) as running:
         yield running
 
 
-def fixed_resolver(mapping: dict[str, Sequence[str]], calls: list[str] | None = None):
+def fixed_resolver(mapping: dict[str, Sequence[str]], calls: list[str] | None = None) -> Resolver:
     """A DNS stand-in: the guard's resolver hook, answering from a table."""
 
     async def resolve(host: str, port: int) -> Sequence[str]:
@@ -68,7 +78,7 @@ def fixed_resolver(mapping: dict[str, Sequence[str]], calls: list[str] | None = 
         try:
             return mapping[host]
         except KeyError:
-            raise httpx.ConnectError(f"no such host {host}") from None
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
 
     return resolve
 
@@ -108,6 +118,7 @@ async def test_download_streams_to_a_file_with_its_facts(
     [
         ("attachment; filename*=UTF-8''%C3%A9t%C3%A9%20mix.flac", "été mix.flac"),
         ('attachment; filename="take 2.wav"', "take 2.wav"),
+        ("attachment; filename=\"old.mp3\"; filename*=UTF-8''n%C3%AAw.mp3", "nêw.mp3"),
         ('attachment; filename="../../etc/passwd.mp3"', "passwd.mp3"),
         ('attachment; filename="..\\\\evil\\\\.bashrc"', "bashrc"),
     ],
@@ -145,43 +156,53 @@ async def test_byte_cap_stops_an_endless_stream_mid_way(
     assert caught.value.code is ErrorCode.FILE_TOO_LARGE
     assert caught.value.message == "The file is larger than the 1 MB limit."
     assert leftovers(tmp_path) == []
-    await asyncio.wait_for(recorder.stream_closed.wait(), timeout=5)
+    assert await asyncio.to_thread(recorder.stream_closed.wait, 5)
     # The server gave up because the client hung up, long before a download could finish.
     assert recorder.streamed_bytes < 64 * MB
 
 
-async def test_byte_cap_holds_when_the_server_lies_about_content_length(
-    server: RunningServer, recorder: Recorder, tmp_path: Path
+@pytest.mark.parametrize(
+    ("declared", "expected_size"),
+    [
+        (b"", None),  # no length at all: the body runs until the server hangs up
+        (b"Content-Length: 1000\r\n", 1000),  # claims 1000 bytes, then keeps sending
+    ],
+)
+async def test_byte_cap_holds_when_the_server_lies_about_its_length(
+    tmp_path: Path, declared: bytes, expected_size: int | None
 ) -> None:
     policy = FetchPolicy(max_bytes=1 * MB, timeout_s=5.0, allow_private=True)
-    raw_server_closed = asyncio.Event()
+    hung_up = asyncio.Event()
 
     async def liar(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        # Claims a small body, then an HTTP/1.0-style close-delimited stream follows.
-        writer.write(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\n" + declared + b"\r\n")
+        block = payload(64 * 1024)
         try:
-            for _ in range(2000):
-                writer.write(payload(64 * 1024))
+            for _ in range(2000):  # 128 MB at most, far past the cap
+                writer.write(block)
                 await writer.drain()
         except ConnectionError:
-            pass
+            hung_up.set()
         finally:
             writer.close()
-            raw_server_closed.set()
 
     raw = await asyncio.start_server(liar, "127.0.0.1", 0)
     port = raw.sockets[0].getsockname()[1]
     try:
-        with pytest.raises(StemhubError) as caught:
-            await fetch_to_file(f"http://127.0.0.1:{port}/x.wav", tmp_path, policy=policy)
-        await asyncio.wait_for(raw_server_closed.wait(), timeout=10)
+        if expected_size is None:
+            with pytest.raises(StemhubError) as caught:
+                await fetch_to_file(f"http://127.0.0.1:{port}/x.wav", tmp_path, policy=policy)
+            assert caught.value.code is ErrorCode.FILE_TOO_LARGE
+            assert leftovers(tmp_path) == []
+        else:
+            got = await fetch_to_file(f"http://127.0.0.1:{port}/x.wav", tmp_path, policy=policy)
+            assert got.size_bytes == expected_size
+            assert got.path.read_bytes() == payload(64 * 1024)[:expected_size]
+        await asyncio.wait_for(hung_up.wait(), timeout=10)
     finally:
         raw.close()
         await raw.wait_closed()
-
-    assert caught.value.code is ErrorCode.FILE_TOO_LARGE
-    assert leftovers(tmp_path) == []
 
 
 async def test_declared_size_over_the_cap_is_refused_before_the_body(
@@ -190,9 +211,7 @@ async def test_declared_size_over_the_cap_is_refused_before_the_body(
     policy = FetchPolicy(max_bytes=1 * MB, timeout_s=5.0, allow_private=True)
 
     with pytest.raises(StemhubError) as caught:
-        await fetch_to_file(
-            f"{server.url}/endless?declare={120 * MB}", tmp_path, policy=policy
-        )
+        await fetch_to_file(f"{server.url}/endless?declare={120 * MB}", tmp_path, policy=policy)
 
     assert caught.value.code is ErrorCode.FILE_TOO_LARGE
     assert caught.value.message == "The file is 120 MB; the limit is 1 MB."
@@ -342,13 +361,14 @@ async def test_a_name_that_resolves_to_loopback_is_refused(
 ) -> None:
     resolve = fixed_resolver({"music.example": ["127.0.0.1"]})
 
-    with pytest.raises(StemhubError) as caught:
-        await fetch_to_file(
-            f"http://music.example:{server.port}/audio/a.mp3",
-            tmp_path,
-            policy=CLOSED,
-            transport=GuardedTransport(CLOSED, resolver=resolve),
-        )
+    async with GuardedTransport(CLOSED, resolver=resolve) as transport:
+        with pytest.raises(StemhubError) as caught:
+            await fetch_to_file(
+                f"http://music.example:{server.port}/audio/a.mp3",
+                tmp_path,
+                policy=CLOSED,
+                transport=transport,
+            )
 
     assert caught.value.code is ErrorCode.SOURCE_FORBIDDEN
     assert "127.0.0.1" not in caught.value.message
@@ -361,13 +381,14 @@ async def test_one_private_answer_among_public_ones_refuses_the_name(
     # Every answer is checked before any connection, whichever would be tried first.
     resolve = fixed_resolver({"cdn.example": ["127.0.0.1", "1.1.1.1"]})
 
-    with pytest.raises(StemhubError) as caught:
-        await fetch_to_file(
-            f"http://cdn.example:{server.port}/audio/a.mp3",
-            tmp_path,
-            policy=CLOSED,
-            transport=GuardedTransport(CLOSED, resolver=resolve),
-        )
+    async with GuardedTransport(CLOSED, resolver=resolve) as transport:
+        with pytest.raises(StemhubError) as caught:
+            await fetch_to_file(
+                f"http://cdn.example:{server.port}/audio/a.mp3",
+                tmp_path,
+                policy=CLOSED,
+                transport=transport,
+            )
 
     assert caught.value.code is ErrorCode.SOURCE_FORBIDDEN
     assert recorder.requests == []
@@ -379,12 +400,13 @@ async def test_connection_goes_to_the_checked_address_with_the_host_name_kept(
     calls: list[str] = []
     resolve = fixed_resolver({"music.example": ["127.0.0.1"]}, calls)
 
-    got = await fetch_to_file(
-        f"http://music.example:{server.port}/audio/a.mp3?size=1000",
-        tmp_path,
-        policy=OPEN,
-        transport=GuardedTransport(OPEN, resolver=resolve),
-    )
+    async with GuardedTransport(OPEN, resolver=resolve) as transport:
+        got = await fetch_to_file(
+            f"http://music.example:{server.port}/audio/a.mp3?size=1000",
+            tmp_path,
+            policy=OPEN,
+            transport=transport,
+        )
 
     assert got.path.read_bytes() == payload(1000)
     assert calls == ["music.example"]
@@ -417,7 +439,8 @@ async def test_allowed_hosts_open_one_private_address(
         "http://169.254.169.254/latest/meta-data/iam/",
         "http://[::1]:{other}/audio/a.mp3",
         "http://localhost:{other}/audio/a.mp3",
-        "http://2130706433:{other}/audio/a.mp3",
+        "http://2130706434:{other}/audio/a.mp3",
+        "http://0177.0.0.2:{other}/audio/a.mp3",
         "http://127.0.0.2:{other}/audio/a.mp3",
     ],
 )
@@ -443,16 +466,17 @@ async def test_a_host_allowed_by_name_does_not_open_its_address_to_other_names(
     server: RunningServer, recorder: Recorder, tmp_path: Path
 ) -> None:
     policy = FetchPolicy(max_bytes=MB, allowed_hosts=frozenset({"nas.home"}))
-    transport = GuardedTransport(policy, resolver=fixed_resolver({"nas.home": ["127.0.0.1"]}))
+    resolve = fixed_resolver({"nas.home": ["127.0.0.1"]})
     first = f"http://nas.home:{server.port}"
-
-    got = await fetch_to_file(f"{first}/audio/a.mp3", tmp_path, policy=policy, transport=transport)
-    assert got.size_bytes == 100_000
-
     bounce = f"{first}/to?url={quote(server.url + '/audio/a.mp3')}"
-    transport = GuardedTransport(policy, resolver=fixed_resolver({"nas.home": ["127.0.0.1"]}))
-    with pytest.raises(StemhubError) as caught:
-        await fetch_to_file(bounce, tmp_path, policy=policy, transport=transport)
+
+    async with GuardedTransport(policy, resolver=resolve) as transport:
+        got = await fetch_to_file(
+            f"{first}/audio/a.mp3", tmp_path, policy=policy, transport=transport
+        )
+        assert got.size_bytes == 100_000
+        with pytest.raises(StemhubError) as caught:
+            await fetch_to_file(bounce, tmp_path, policy=policy, transport=transport)
     assert caught.value.code is ErrorCode.SOURCE_FORBIDDEN
     assert recorder.paths() == ["/audio/a.mp3", "/to"]
 
@@ -520,9 +544,7 @@ async def test_http_errors_become_source_unreachable(
     assert leftovers(tmp_path) == []
 
 
-async def test_too_many_requests_carries_retry_after(
-    server: RunningServer, tmp_path: Path
-) -> None:
+async def test_too_many_requests_carries_retry_after(server: RunningServer, tmp_path: Path) -> None:
     with pytest.raises(StemhubError) as caught:
         await fetch_to_file(f"{server.url}/status/429?retry_after=7", tmp_path, policy=OPEN)
 
@@ -561,7 +583,7 @@ async def test_no_secret_reaches_messages_or_logs(
     attempts = [
         (f"{server.url}/status/404?token={secret}", OPEN),
         (f"{server.url}/to?url={quote('http://10.0.0.1/x?sig=' + secret)}", CLOSED),
-        (f"{server.url}/to?url={quote('http://10.0.0.1/x?sig=' + secret)}&k={secret}", OPEN),
+        (f"{server.url}/to?url={quote('/status/404?sig=' + secret)}&k={secret}", OPEN),
         (f"http://10.0.0.1/a.mp3?token={secret}", CLOSED),
         (f"{server.url}/redirect/9?token={secret}", FetchPolicy(1000, allow_private=True)),
         (f"{server.url}/endless?token={secret}", FetchPolicy(1000, allow_private=True)),
@@ -714,3 +736,77 @@ def test_redact_url_hides_credentials_and_query() -> None:
 )
 def test_format_bytes(size: int, shown: str) -> None:
     assert format_bytes(size) == shown
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    recorders: tuple[Recorder, Recorder],
+    tls_ca: trustme.CA,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningServer]:
+    """Shares the first recorder: a test uses ``server`` or ``tls_server``, not both."""
+    pem = tmp_path_factory.mktemp("tls") / "music.example.pem"
+    tls_ca.issue_cert("music.example").private_key_and_cert_chain_pem.write_to_path(pem)
+    with serve(make_app(recorders[0]), ssl_certfile=str(pem), ssl_keyfile=str(pem)) as running:
+        yield running
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+async def test_tls_verifies_the_host_name_while_connecting_to_the_checked_address(
+    tls_server: RunningServer, recorder: Recorder, tls_ca: trustme.CA, tmp_path: Path
+) -> None:
+    resolve = fixed_resolver({"music.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+    async with GuardedTransport(OPEN, resolver=resolve, verify=trusting(tls_ca)) as transport:
+        got = await fetch_to_file(
+            f"https://music.example:{tls_server.port}/audio/a.mp3?size=5000",
+            tmp_path,
+            policy=OPEN,
+            transport=transport,
+        )
+        # Same socket address, but the certificate does not name this host.
+        with pytest.raises(StemhubError) as caught:
+            await fetch_to_file(
+                f"https://other.example:{tls_server.port}/audio/a.mp3",
+                tmp_path,
+                policy=OPEN,
+                transport=transport,
+            )
+
+    assert got.path.read_bytes() == payload(5000)
+    assert recorder.requests[0].headers["host"] == f"music.example:{tls_server.port}"
+    assert caught.value.code is ErrorCode.SOURCE_UNREACHABLE
+    assert len(recorder.requests) == 1
+
+
+async def test_credentials_are_dropped_on_a_downgrade_to_plain_http(
+    tls_server: RunningServer,
+    other: RunningServer,
+    other_recorder: Recorder,
+    tls_ca: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    resolve = fixed_resolver({"music.example": ["127.0.0.1"]})
+    downgrade = f"http://music.example:{other.port}/echo"
+    url = f"https://music.example:{tls_server.port}/to?url={quote(downgrade)}"
+
+    async with GuardedTransport(OPEN, resolver=resolve, verify=trusting(tls_ca)) as transport:
+        got = await fetch_to_file(
+            url,
+            tmp_path,
+            policy=OPEN,
+            headers={"Authorization": "Bearer xoxb-secret"},
+            transport=transport,
+        )
+
+    assert got.path.read_text() == "-"
+    assert "authorization" not in other_recorder.requests[0].headers

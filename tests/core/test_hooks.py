@@ -62,7 +62,9 @@ class EverythingPlugin:
             typer.echo("hello from a plugin")
 
 
-async def test_plugin_frontend_route_and_lifecycle(tmp_path: Path, stemhub_audio_file: Path) -> None:
+async def test_plugin_frontend_route_and_lifecycle(
+    tmp_path: Path, stemhub_audio_file: Path
+) -> None:
     plugin = EverythingPlugin()
     hub = open_test_hub(
         make_settings(tmp_path / "data", default_backend="fake"),

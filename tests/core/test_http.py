@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,7 +51,7 @@ async def test_signed_links_download_and_refuse_forgery(
         assert swapped.status_code == 403
 
         stale_url, _ = stemhub_hub.outputs.link(job.id, "vocals.wav", ttl_s=1)
-        time.sleep(1.1)
+        await asyncio.sleep(1.1)
         expired = await client.get(stale_url)
         assert expired.status_code == 410
         assert expired.json()["error"]["code"] == "JOB_EXPIRED"

@@ -257,7 +257,9 @@ async def test_flaky_delivery_is_retried_then_recorded(
 
     stemhub_hub.frontend_factories["flaky"] = Flaky
     stemhub_hub.start_frontend("flaky")
-    job = await stemhub_hub.submit(file_request(stemhub_audio_file, origin=Origin(platform="flaky")))
+    job = await stemhub_hub.submit(
+        file_request(stemhub_audio_file, origin=Origin(platform="flaky"))
+    )
     done = await stemhub_hub.wait_for(job.id, timeout=10)
     assert len(calls) == 3 and done.status is JobStatus.COMPLETED
 

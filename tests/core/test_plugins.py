@@ -43,7 +43,9 @@ def installed_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "broken_plugin.py").write_text("raise ImportError('needs libfoo 2')\n")
     dist = tmp_path / "thirdparty_plugins-1.0.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-plugins\nVersion: 1.0\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: thirdparty-plugins\nVersion: 1.0\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[stemhub]\ngood = good_plugin\nbroken = broken_plugin\n"
     )

@@ -63,9 +63,7 @@ async def test_cooldown_between_requests(tmp_path: Path, stemhub_audio_file: Pat
     settings = make_settings(
         tmp_path / "data",
         default_backend="fake",
-        quota=QuotaSettings(
-            per_user=None, per_guild=None, per_api_key=None, user_cooldown_s=30
-        ),
+        quota=QuotaSettings(per_user=None, per_guild=None, per_api_key=None, user_cooldown_s=30),
     )
     async with open_test_hub(settings, FakeBackendControls()) as hub:
         await hub.submit(request_from(stemhub_audio_file, "alice"))

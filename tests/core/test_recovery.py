@@ -7,8 +7,9 @@ backend starts and deliveries the processes logged.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -18,16 +19,25 @@ from pathlib import Path
 import pytest
 
 from stemhub.models import Job, JobStatus, Stage
-from stemhub.store import Store
-from stemhub.testing import make_settings, write_test_tone
+from stemhub.testing import write_test_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_hub(data_dir: Path, action: str, resumable: bool, deliver_s: float = 0.0) -> subprocess.Popen[str]:
+def start_hub(
+    data_dir: Path, action: str, resumable: bool, deliver_s: float = 0.0
+) -> subprocess.Popen[str]:
     mode = "resumable" if resumable else "once"
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.core._recovery_app", str(data_dir), action, mode, str(deliver_s)],
+        [
+            sys.executable,
+            "-m",
+            "tests.core._recovery_app",
+            str(data_dir),
+            action,
+            mode,
+            str(deliver_s),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -36,14 +46,13 @@ def start_hub(data_dir: Path, action: str, resumable: bool, deliver_s: float = 0
 
 
 def read_job(data_dir: Path, job_id: str) -> Job | None:
-    async def read() -> Job | None:
-        store = await Store.open(make_settings(data_dir).resolved_database_url, migrate=False)
-        try:
-            return await store.get_job(job_id)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
+    """Read the job row with the stdlib driver: fast, and no event loop in the test."""
+    db = data_dir / "stemhub.db"
+    if not db.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+        row = conn.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return Job.model_validate_json(row[0]) if row else None
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -62,6 +71,8 @@ def lines(path: Path) -> list[str]:
 def kill(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @pytest.fixture
@@ -76,7 +87,9 @@ def test_killed_during_separation(data_dir: Path, resumable: bool) -> None:
     assert first.stdout is not None
     job_id = first.stdout.readline().strip()
     try:
-        wait_until(lambda: (j := read_job(data_dir, job_id)) is not None and j.remote_id is not None)
+        wait_until(
+            lambda: (j := read_job(data_dir, job_id)) is not None and j.remote_id is not None
+        )
         assert read_job(data_dir, job_id).stage is Stage.SEPARATE  # type: ignore[union-attr]
     finally:
         kill(first)

@@ -1,0 +1,215 @@
+"""How much the hub adds on top of a separation backend, beside the tutorial's way.
+
+Pushes N jobs (default 100, 1,000 and 10,000) through the hub with a backend that
+completes a fixed delay after each job is created (a loopback fake service, see
+:mod:`bench._hub_service`), and the same jobs the way the StemSplit Discord tutorial runs
+them: blocking HTTP calls in ``run_in_executor`` on the default thread pool, with the
+file read into memory when the command arrives (:mod:`bench._hub_runs`). Both use the
+same WAV and the same delay; every run gets its own service and its own process.
+
+Prints, per N and mode: wall time, jobs/s, the added latency between the backend's
+answer and the delivery (p50/p99), end-to-end latency, peak running jobs and peak RSS.
+The targets: 10,000 in-flight jobs in one process under 300 MB RSS, p99 added latency
+under 50 ms.
+
+The tutorial's pool runs ``min(32, cpus + 4)`` jobs at a time, so N jobs take about
+``N / threads * delay``; where that exceeds ``--tutorial-budget`` seconds it is run for
+as many jobs as fit and its figures for N are extrapolated (marked ``~``): time and
+latency by its measured rate, memory by its measured bytes per queued job.
+
+    uv run python bench/hub_overhead.py [--n 100 1000 10000] [--delay 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._hub_runs import RunFigures  # noqa: E402
+
+TARGET_RSS_MB = 300.0
+TARGET_P99_MS = 50.0
+
+
+@contextlib.contextmanager
+def fake_service(delay_s: float) -> Iterator[str]:
+    """A fresh fake service in its own process; yields its base URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench._hub_service", "--delay", str(delay_s)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the fake service did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}/"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure(mode: str, n: int, audio: Path, delay_s: float) -> RunFigures:
+    with fake_service(delay_s) as url:
+        command = [sys.executable, "-m", "bench._hub_runs", mode, "--url", url]
+        command += ["--n", str(n), "--audio", str(audio), "--delay", str(delay_s)]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return RunFigures.from_json(line.removeprefix("RESULT "))
+    sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+    raise RuntimeError(f"the {mode} run with N={n} failed (exit {done.returncode})")
+
+
+def extrapolate(measured: RunFigures, n: int, audio_bytes: int) -> RunFigures:
+    """The tutorial's figures for ``n`` jobs from a smaller run: same rate, same threads.
+
+    Wall time and end-to-end latency grow with the queue in front of the pool (the last
+    job waits for every earlier one); added latency per job does not. Memory grows by the
+    queued files held in memory.
+    """
+    wall = n / measured.jobs_per_s
+    per_job_mb = max(
+        audio_bytes / 2**20, (measured.peak_rss_mb - measured.base_rss_mb) / measured.n
+    )
+    rss = measured.base_rss_mb + per_job_mb * n
+    scale = wall / measured.wall_s
+    end_to_end = {key: value * scale for key, value in measured.end_to_end_ms.items()}
+    return replace(measured, n=n, wall_s=wall, end_to_end_ms=end_to_end, peak_rss_mb=rss)
+
+
+def tutorial_cap(delay_s: float, budget_s: float) -> int:
+    workers = min(32, (os.cpu_count() or 1) + 4)
+    return max(workers, workers * math.floor(budget_s / max(delay_s, 0.001)))
+
+
+@dataclass
+class Row:
+    figures: RunFigures
+    ran: int
+    estimated: bool = False
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'N':>7} {'mode':<9} {'ran':>6} {'wall s':>9} {'jobs/s':>8} "
+        f"{'added p50 ms':>12} {'p99 ms':>8} {'e2e p50 s':>10} {'e2e p99 s':>10} "
+        f"{'peak run':>8} {'peak RSS MB':>11} {'fails':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        f = row.figures
+        mark = "~" if row.estimated else " "
+        e2e_p50, e2e_p99 = f.end_to_end_ms["p50"] / 1000, f.end_to_end_ms["p99"] / 1000
+        print(
+            f"{f.n:>7} {f.mode:<9} {row.ran:>6} {mark}{f.wall_s:>8.1f} {mark}{f.jobs_per_s:>7.1f} "
+            f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} "
+            f"{mark}{e2e_p50:>9.1f} {mark}{e2e_p99:>9.1f} "
+            f"{f.peak_in_flight:>8} {mark}{f.peak_rss_mb:>10.0f} {f.failures:>5}"
+        )
+        if f.failure_sample:
+            print(f"        first failure: {f.failure_sample}")
+
+
+def verdict(rows: list[Row]) -> None:
+    hub_rows = [row.figures for row in rows if row.figures.mode == "hub"]
+    if not hub_rows:
+        return
+    biggest = max(hub_rows, key=lambda f: f.n)
+    rss_ok = biggest.peak_rss_mb < TARGET_RSS_MB
+    p99_ok = all(f.added_ms["p99"] < TARGET_P99_MS for f in hub_rows)
+    worst_p99 = max(f.added_ms["p99"] for f in hub_rows)
+    print()
+    print(
+        f"hub, N={biggest.n}: peak RSS {biggest.peak_rss_mb:.0f} MB "
+        f"({'meets' if rss_ok else 'MISSES'} < {TARGET_RSS_MB:.0f} MB) with "
+        f"{biggest.peak_in_flight} jobs running at once; "
+        f"{(biggest.peak_rss_mb - biggest.base_rss_mb) * 1024 / biggest.n:.1f} KiB per job "
+        f"above the {biggest.base_rss_mb:.0f} MB idle hub"
+    )
+    print(
+        f"hub, worst p99 added latency {worst_p99:.1f} ms "
+        f"({'meets' if p99_ok else 'MISSES'} < {TARGET_P99_MS:.0f} ms)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000])
+    parser.add_argument("--delay", type=float, default=2.0, help="backend seconds per job")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of the test WAV")
+    parser.add_argument(
+        "--tutorial-budget",
+        type=float,
+        default=60.0,
+        help="run the tutorial for at most about this many seconds, extrapolate beyond",
+    )
+    parser.add_argument("--skip-tutorial", action="store_true")
+    args = parser.parse_args(argv)
+
+    from stemhub.testing import write_test_tone
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="stemhub-bench-audio-") as folder:
+        audio = write_test_tone(Path(folder) / "tone.wav", seconds=args.seconds)
+        audio_bytes = audio.stat().st_size
+        print(
+            f"input {audio_bytes / 1024:.0f} KiB WAV ({args.seconds:g} s), backend delay "
+            f"{args.delay:g} s, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+        )
+        cap = tutorial_cap(args.delay, args.tutorial_budget)
+        tutorial_runs: dict[int, RunFigures] = {}
+        for n in args.n:
+            began = time.perf_counter()
+            hub = measure("hub", n, audio, args.delay)
+            rows.append(Row(hub, ran=n))
+            print(f"  hub N={n} done in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+            if args.skip_tutorial:
+                continue
+            ran = min(n, cap)
+            if ran not in tutorial_runs:
+                began = time.perf_counter()
+                tutorial_runs[ran] = measure("tutorial", ran, audio, args.delay)
+                print(
+                    f"  tutorial N={ran} done in {time.perf_counter() - began:.0f} s",
+                    file=sys.stderr,
+                )
+            measured = tutorial_runs[ran]
+            if ran == n:
+                rows.append(Row(measured, ran=ran))
+            else:
+                rows.append(Row(extrapolate(measured, n, audio_bytes), ran=ran, estimated=True))
+    print()
+    print_table(rows)
+    if any(row.estimated for row in rows):
+        print(
+            f"~ extrapolated from a run of the N in 'ran' (the tutorial's pool would need "
+            f"about N / {min(32, (os.cpu_count() or 1) + 4)} x {args.delay:g} s)"
+        )
+    verdict(rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The Discord plugin's settings: ``STEMHUB_DISCORD_*`` env vars or ``[discord]`` in stemhub.toml.
+
+The bot token is also read from ``DISCORD_TOKEN``, the name most Discord tutorials use.
+Per-guild policy lives in ``[discord.guilds."<guild id>"]`` tables so an operator can
+restrict a server to some channels or roles without touching code.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from stemhub import OutputFormat, StemSet
+from stemhub.config import PluginSettings
+
+INTERACTION_TOKEN_TTL_S = 15 * 60
+"""Discord interaction tokens die 15 minutes after the command."""
+
+
+class GuildPolicy(BaseModel):
+    """What one server allows; empty lists allow everything."""
+
+    allowed_channels: list[int] = Field(default_factory=list)
+    """Channel ids (or the parent channel of a thread) where /split works."""
+    allowed_roles: list[int] = Field(default_factory=list)
+    """Role ids of which a member needs at least one."""
+    dm_results: bool | None = None
+    """Send results by DM in this server (None: the bot-wide default)."""
+
+
+class DiscordSettings(PluginSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STEMHUB_DISCORD_", env_file=".env", extra="ignore"
+    )
+    toml_section: ClassVar[str | None] = "discord"
+
+    token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("token", "STEMHUB_DISCORD_TOKEN", "DISCORD_TOKEN"),
+    )
+    application_id: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "application_id", "STEMHUB_DISCORD_APPLICATION_ID", "DISCORD_APPLICATION_ID"
+        ),
+    )
+    dev_guild_id: int | None = None
+    """Sync commands to this guild only (instant) instead of globally (up to an hour)."""
+    sync_commands: bool = True
+
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    """Shards this process runs (with ``shard_count``): a large bot runs as several processes."""
+    auto_shard: bool = False
+    """Let Discord pick the shard count and run every shard in this process."""
+
+    default_stems: StemSet = StemSet.FOUR_STEMS
+    default_format: OutputFormat = OutputFormat.MP3
+    dm_results: bool = False
+    progress_edit_interval_s: float = Field(default=3.0, ge=0)
+    """At least this long between two progress edits of one job's message."""
+    token_margin_s: float = Field(default=30.0, ge=0)
+    """Treat the interaction token as dead this long before its 15 minutes end."""
+    api_base_url: str | None = None
+    """Another Discord REST base (an HTTP proxy in front of Discord, or a test double)."""
+    guilds: dict[int, GuildPolicy] = Field(default_factory=dict)
+
+    def policy_for(self, guild_id: int | str | None) -> GuildPolicy:
+        if guild_id is None:
+            return GuildPolicy()
+        return self.guilds.get(int(guild_id), GuildPolicy())
+
+    def dm_results_in(self, guild_id: int | str | None) -> bool:
+        chosen = self.policy_for(guild_id).dm_results
+        return self.dm_results if chosen is None else chosen
+
+
+__all__ = ["INTERACTION_TOKEN_TTL_S", "DiscordSettings", "GuildPolicy"]

@@ -1,0 +1,1 @@
+"""stemhub for Slack."""

@@ -1,0 +1,162 @@
+"""Tempo (BPM) and musical key, the way the hosted API reports them in audioMetadata.
+
+Both are streamed: :class:`Analyzer` takes audio block by block and keeps only small
+summaries (an onset-strength envelope of ~86 values a second and a 12-bin chroma sum),
+so a long song never has to be in memory at once.
+
+- Tempo: spectral flux of the log-compressed spectrum gives an onset envelope; its
+  autocorrelation is scored for every candidate beat period with the period's multiples
+  and half (a tempogram folded onto one axis), over 70-180 BPM, where people expect a
+  tempo to be reported; the best candidate is refined by parabolic interpolation.
+- Key: a chroma vector (spectral energy per pitch class, 65 Hz-5 kHz, from the pitched
+  part of the spectrum) correlated with the Krumhansl-Kessler major and minor profiles
+  in all twelve transpositions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+from numpy.typing import NDArray
+from scipy import ndimage
+
+Audio = NDArray[np.float32]
+PITCH_CLASSES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+MIN_BPM = 70.0
+MAX_BPM = 180.0
+
+# Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+class Analyzer:
+    """Accumulates what tempo and key need from audio fed in consecutive blocks."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.n_fft = 1024
+        while self.n_fft * 2 <= sample_rate * 0.1:
+            self.n_fft *= 2
+        self.hop = self.n_fft // 8
+        self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
+        freqs = np.arange(self.n_fft // 2 + 1) * sample_rate / self.n_fft
+        self._flux_bins = freqs < 8000.0
+        tonal = (freqs >= 65.0) & (freqs <= 5000.0)
+        self._chroma_bins = np.flatnonzero(tonal)
+        midi = 69.0 + 12.0 * np.log2(freqs[tonal] / 440.0)
+        self._pitch_class = np.round(midi).astype(np.intp) % 12
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._previous: NDArray[np.float32] | None = None
+        self._flux: list[NDArray[np.float32]] = []
+        self._chroma = np.zeros(12)
+        self._frames = 0
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop
+
+    def feed(self, audio: Audio) -> None:
+        """Add the next block of (channels, samples) audio."""
+        mono = audio.mean(axis=0, dtype=np.float32) if audio.ndim == 2 else audio
+        pending = np.concatenate([self._pending, mono.astype(np.float32, copy=False)])
+        count = 0 if pending.size < self.n_fft else (pending.size - self.n_fft) // self.hop + 1
+        if count == 0:
+            self._pending = pending
+            return
+        frames = np.lib.stride_tricks.sliding_window_view(pending, self.n_fft)[:: self.hop][:count]
+        magnitude = np.abs(scipy.fft.rfft(frames * self.window, axis=-1)).astype(np.float32)
+        self._pending = pending[count * self.hop :]
+        self._frames += count
+
+        compressed = np.log1p(100.0 * magnitude[:, self._flux_bins])
+        previous = compressed[:1] if self._previous is None else self._previous[None]
+        stacked = np.concatenate([previous, compressed])
+        # compare with the loudest neighbour bin of the last frame (vibrato is no onset)
+        reference = ndimage.maximum_filter1d(stacked[:-1], 3, axis=1)
+        self._flux.append(np.maximum(stacked[1:] - reference, 0.0).mean(axis=1))
+        self._previous = compressed[-1]
+
+        tonal = magnitude[:, self._chroma_bins]
+        # keep the horizontal (pitched) part of each bin; drums smear every pitch class
+        steady = ndimage.minimum_filter1d(tonal, 5, axis=0) if count >= 5 else tonal
+        self._chroma += np.bincount(
+            self._pitch_class, weights=np.sum(steady.astype(np.float64) ** 2, axis=0), minlength=12
+        )
+
+    def bpm(self) -> float | None:
+        """The tempo in beats per minute (70-180), or None without a steady pulse."""
+        if not self._flux:
+            return None
+        envelope = np.concatenate(self._flux).astype(np.float64)
+        return estimate_bpm(envelope, self.frames_per_second)
+
+    def key(self) -> str | None:
+        """Like ``"A minor"`` or ``"C# major"``; None for silence or unpitched audio."""
+        return estimate_key(self._chroma)
+
+
+def estimate_bpm(envelope: NDArray[np.float64], fps: float) -> float | None:
+    """Tempo from an onset-strength envelope sampled at ``fps`` frames a second."""
+    if envelope.size < fps * 3:
+        return None
+    smooth = ndimage.uniform_filter1d(envelope, max(1, round(fps)), mode="nearest")
+    onset = np.maximum(envelope - smooth, 0.0)
+    if not np.any(onset > 0):
+        return None
+    onset -= onset.mean()
+    size = 1 << int(np.ceil(np.log2(2 * onset.size)))
+    spectrum = np.fft.rfft(onset, size)
+    autocorr = np.fft.irfft(np.abs(spectrum) ** 2, size)[: onset.size]
+    if autocorr[0] <= 0:
+        return None
+    autocorr /= autocorr[0]
+    max_lag = autocorr.size - 1
+
+    def at(lags: NDArray[np.float64]) -> NDArray[np.float64]:
+        inside = lags <= max_lag
+        value = np.interp(np.minimum(lags, max_lag), np.arange(autocorr.size), autocorr)
+        return np.where(inside, value, 0.0)
+
+    candidates = np.arange(MIN_BPM, MAX_BPM, 0.1)
+    lags = 60.0 * fps / candidates
+    score = at(lags) + 0.5 * at(2 * lags) + 0.25 * at(4 * lags) + 0.5 * at(lags / 2)
+    best = int(np.argmax(score))
+    if score[best] <= 0.05:
+        return None
+    if 0 < best < candidates.size - 1:
+        left, mid, right = score[best - 1 : best + 2]
+        curvature = left - 2 * mid + right
+        offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+        return round(float(candidates[best] + 0.1 * offset), 1)
+    return round(float(candidates[best]), 1)
+
+
+def estimate_key(chroma: NDArray[np.float64]) -> str | None:
+    """Krumhansl-Schmuckler key finding on a 12-bin chroma vector (C first)."""
+    if not np.any(chroma > 0):
+        return None
+    profile = np.sqrt(chroma / chroma.max())
+    profile = profile - profile.mean()
+    if np.allclose(profile, 0.0):
+        return None
+    best_name, best_score = None, -np.inf
+    for mode, template in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+        for tonic in range(12):
+            rotated = np.roll(template, tonic)
+            score = float(np.corrcoef(profile, rotated)[0, 1])
+            if score > best_score:
+                best_name, best_score = f"{PITCH_CLASSES[tonic]} {mode}", score
+    return best_name
+
+
+def analyse(audio: Audio, sample_rate: int) -> tuple[float | None, str | None]:
+    """(bpm, key) of a whole (channels, samples) array."""
+    analyzer = Analyzer(sample_rate)
+    block = sample_rate * 10
+    for start in range(0, audio.shape[-1], block):
+        analyzer.feed(audio[..., start : start + block])
+    return analyzer.bpm(), analyzer.key()
+
+
+__all__ = ["Analyzer", "analyse", "estimate_bpm", "estimate_key"]

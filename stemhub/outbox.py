@@ -1,0 +1,766 @@
+"""A persisted outbox for outbound webhooks: at least once, signed, retried for a day.
+
+A frontend that must tell another system something (a job finished) writes the message
+to the store with :meth:`Outbox.enqueue` and moves on; :meth:`Outbox.run` posts it.
+Writing first means a hub killed between "the job finished" and "the receiver heard"
+still delivers after a restart, and a receiver that is down for hours still gets the
+message: failed posts are retried with exponential backoff (5 s doubling to an hour
+between attempts) until ``RetryPolicy.window_s`` (26 h) has passed since it was queued.
+
+Every message has a stable id (``webhook-id`` / ``X-Webhook-Id``) that stays the same on
+each retry, so receivers deduplicate; the caller's ``dedupe_id`` makes a second enqueue
+of the same event (a delivery repeated after a crash) a no-op. Signatures are made at
+send time, not when queued: Standard Webhooks signs the attempt's timestamp, which a
+receiver checks against its clock to refuse replays.
+
+Subscriptions (``subscribe``) are the receivers a client registered; one that keeps
+failing is disabled with the reason kept (``disabled_reason``), so the API can show why
+deliveries stopped. A receiver answering ``410 Gone`` unsubscribes at once (the REST
+hooks convention), and so does a target the SSRF guard refuses.
+
+Targets are user-given URLs: every post goes through
+:func:`stemhub.fetch.guarded_client`, so private and metadata addresses are refused at
+connect time, after DNS resolution, unless the hub's settings allow them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import sqlalchemy as sa
+
+from stemhub.errors import ErrorCode, StemhubError
+from stemhub.fetch import FetchPolicy, Resolver, check_url, guarded_client, redact_url
+from stemhub.stemsplit_wire import SIGNATURE_HEADER, sign_payload
+from stemhub.store import metadata
+
+if TYPE_CHECKING:
+    from stemhub.hub import Hub
+    from stemhub.sealing import Sealer
+    from stemhub.store import Store
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "stemhub-webhooks/0.1"
+
+outbox_subscriptions = sa.Table(
+    "outbox_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("owner", sa.String(128), nullable=False, index=True),
+    sa.Column("target_url", sa.Text, nullable=False),
+    sa.Column("events", sa.Text, nullable=False),
+    sa.Column("scheme", sa.String(16), nullable=False),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("fail_count", sa.Integer, nullable=False),
+    sa.Column("failing_since", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_called_at", sa.Float, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+outbox_messages = sa.Table(
+    "outbox_messages",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("dedupe_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("subscription_id", sa.String(40), nullable=True, index=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("target_url", sa.Text, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("scheme", sa.String(16), nullable=False),
+    sa.Column("secret", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("deliver_until", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Index("ix_outbox_messages_status_next", "status", "next_attempt_at"),
+)
+
+
+class SigningScheme(StrEnum):
+    """How a message is signed when it is sent."""
+
+    NONE = "none"
+    STEMSPLIT = "stemsplit"
+    """``X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` (StemSplit)."""
+    STANDARD = "standard"
+    """Standard Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature``."""
+
+
+class MessageStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+def new_secret() -> str:
+    """A signing secret in the Standard Webhooks form ``whsec_<base64 of 24 bytes>``.
+
+    StemSplit-style receivers use the whole string as the HMAC key; Standard Webhooks
+    receivers decode the base64 part. Both libraries accept this form.
+    """
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _standard_key(secret: str) -> bytes:
+    raw = secret.removeprefix("whsec_")
+    return base64.b64decode(raw + "=" * (-len(raw) % 4))
+
+
+def standard_signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of id.timestamp.body>``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_standard_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signature_headers(
+    scheme: SigningScheme, secret: str | None, msg_id: str, event: str, body: bytes, now: float
+) -> dict[str, str]:
+    """The headers that sign one attempt of a message."""
+    if scheme is SigningScheme.STANDARD and secret:
+        timestamp = int(now)
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": standard_signature(secret, msg_id, timestamp, body),
+        }
+    headers = {"X-Webhook-Id": msg_id, "X-Webhook-Event": event}
+    if scheme is SigningScheme.STEMSPLIT and secret:
+        headers[SIGNATURE_HEADER] = sign_payload(body, secret)
+    return headers
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again and when to give up.
+
+    The n-th retry waits ``first_delay_s * factor**(n-1)`` (capped at ``max_delay_s``,
+    with +-``jitter``); a message is given up once ``window_s`` passed since it was
+    queued. A subscription is disabled after ``disable_after_failures`` failures in a
+    row that span at least ``disable_after_s``, or when one of its messages is given up.
+    """
+
+    first_delay_s: float = 5.0
+    factor: float = 2.0
+    max_delay_s: float = 3600.0
+    jitter: float = 0.2
+    window_s: float = 26 * 3600.0
+    disable_after_failures: int = 10
+    disable_after_s: float = 24 * 3600.0
+    timeout_s: float = 15.0
+    lease_s: float = 60.0
+    batch: int = 50
+    concurrency: int = 16
+
+    def delay(self, attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failed tries."""
+        base = min(self.max_delay_s, self.first_delay_s * self.factor ** max(0, attempts - 1))
+        spread = base * self.jitter
+        return max(0.0, base + random.uniform(-spread, spread))
+
+
+@dataclass
+class Subscription:
+    """A receiver a client registered; ``secret`` is the plain signing secret."""
+
+    id: str
+    owner: str
+    target_url: str
+    events: list[str]
+    scheme: SigningScheme
+    secret: str = field(repr=False)
+    active: bool
+    fail_count: int
+    failing_since: float | None
+    last_error: str | None
+    last_called_at: float | None
+    disabled_reason: str | None
+    created_at: float
+
+
+@dataclass
+class OutboxMessage:
+    id: str
+    dedupe_key: str
+    subscription_id: str | None
+    event: str
+    target_url: str
+    body: bytes
+    headers: dict[str, str]
+    scheme: SigningScheme
+    status: MessageStatus
+    attempts: int
+    next_attempt_at: float
+    deliver_until: float
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt, as reported to ``on_attempt`` (metrics, logs)."""
+
+    message_id: str
+    subscription_id: str | None
+    event: str
+    outcome: str
+    """``delivered``, ``retry`` or ``failed`` (given up)."""
+    status: int | None
+    error: str | None
+    duration_s: float
+
+
+AttemptObserver = Callable[[Attempt], None]
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealer,
+        policy: FetchPolicy,
+        *,
+        retry: RetryPolicy | None = None,
+        resolver: Resolver | None = None,
+        clock: Callable[[], float] = time.time,
+        on_attempt: AttemptObserver | None = None,
+    ) -> None:
+        self.store = store
+        self.sealer = sealer
+        self.policy = policy
+        self.retry = retry or RetryPolicy()
+        self.resolver = resolver
+        self.clock = clock
+        self.on_attempt = on_attempt
+        self.instance_id = uuid.uuid4().hex[:16]
+        self._wake = asyncio.Event()
+
+    @classmethod
+    def for_hub(cls, hub: Hub, **kwargs: Any) -> Outbox:
+        """An outbox on the hub's store, sealer and fetch policy (private addresses too)."""
+        return cls(hub.store, hub.sealer, FetchPolicy.from_settings(hub.settings), **kwargs)
+
+    @property
+    def _engine(self) -> Any:
+        return self.store.engine
+
+    def check_target(self, url: str) -> None:
+        """Refuse a target before storing it: scheme, credentials, literal private hosts.
+
+        Host names are vetted again when a post connects (after DNS), so a name that
+        resolves to a private address is refused then.
+        """
+        check_url(url, self.policy)
+
+    # subscriptions
+
+    async def subscribe(
+        self,
+        owner: str,
+        target_url: str,
+        events: Sequence[str],
+        *,
+        scheme: SigningScheme,
+        secret: str | None = None,
+    ) -> Subscription:
+        self.check_target(target_url)
+        sub_id = "hook_" + uuid.uuid4().hex[:24]
+        plain = secret or new_secret()
+        now = self.clock()
+        row = {
+            "id": sub_id,
+            "owner": owner,
+            "target_url": target_url,
+            "events": json.dumps(list(events)),
+            "scheme": scheme.value,
+            "secret": self.sealer.seal(plain, purpose=f"outbox:{sub_id}"),
+            "active": True,
+            "fail_count": 0,
+            "failing_since": None,
+            "last_error": None,
+            "last_called_at": None,
+            "disabled_reason": None,
+            "created_at": now,
+        }
+        async with self._engine.begin() as conn:
+            await conn.execute(outbox_subscriptions.insert().values(**row))
+        return self._subscription(row)
+
+    def _subscription(self, row: Mapping[str, Any]) -> Subscription:
+        return Subscription(
+            id=row["id"],
+            owner=row["owner"],
+            target_url=row["target_url"],
+            events=list(json.loads(row["events"])),
+            scheme=SigningScheme(row["scheme"]),
+            secret=self.sealer.open(row["secret"], purpose=f"outbox:{row['id']}"),
+            active=bool(row["active"]),
+            fail_count=int(row["fail_count"]),
+            failing_since=row["failing_since"],
+            last_error=row["last_error"],
+            last_called_at=row["last_called_at"],
+            disabled_reason=row["disabled_reason"],
+            created_at=float(row["created_at"]),
+        )
+
+    async def subscriptions(
+        self, owner: str | None = None, *, event: str | None = None, active_only: bool = False
+    ) -> list[Subscription]:
+        query = sa.select(outbox_subscriptions).order_by(outbox_subscriptions.c.created_at)
+        if owner is not None:
+            query = query.where(outbox_subscriptions.c.owner == owner)
+        if active_only:
+            query = query.where(outbox_subscriptions.c.active.is_(True))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        subs = [self._subscription(row) for row in rows]
+        return [s for s in subs if event is None or event in s.events]
+
+    async def subscription(self, sub_id: str, owner: str | None = None) -> Subscription | None:
+        query = sa.select(outbox_subscriptions).where(outbox_subscriptions.c.id == sub_id)
+        if owner is not None:
+            query = query.where(outbox_subscriptions.c.owner == owner)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return self._subscription(row) if row is not None else None
+
+    async def unsubscribe(self, sub_id: str, owner: str | None = None) -> bool:
+        """Remove a subscription; its undelivered messages are dropped with it."""
+        where = [outbox_subscriptions.c.id == sub_id]
+        if owner is not None:
+            where.append(outbox_subscriptions.c.owner == owner)
+        async with self._engine.begin() as conn:
+            removed = (await conn.execute(outbox_subscriptions.delete().where(*where))).rowcount
+            if removed:
+                await conn.execute(
+                    outbox_messages.update()
+                    .where(
+                        outbox_messages.c.subscription_id == sub_id,
+                        outbox_messages.c.status == MessageStatus.PENDING.value,
+                    )
+                    .values(status=MessageStatus.FAILED.value, last_error="unsubscribed")
+                )
+        return bool(removed)
+
+    # messages
+
+    async def enqueue(
+        self,
+        target_url: str,
+        body: bytes,
+        *,
+        dedupe_id: str,
+        event: str,
+        headers: Mapping[str, str] | None = None,
+        subscription_id: str | None = None,
+        scheme: SigningScheme = SigningScheme.NONE,
+        secret: str | None = None,
+    ) -> tuple[str, bool]:
+        """Queue one post; returns the message id and whether it is new.
+
+        A ``dedupe_id`` seen before returns the first message's id and queues nothing.
+        For a subscription's message the scheme and secret come from the subscription
+        at send time; otherwise ``scheme`` and ``secret`` (sealed here) are used.
+        """
+        dedupe_key = (
+            dedupe_id if len(dedupe_id) <= 255 else hashlib.sha256(dedupe_id.encode()).hexdigest()
+        )
+        existing = await self._id_for(dedupe_key)
+        if existing is not None:
+            return existing, False
+        msg_id = "msg_" + uuid.uuid4().hex[:24]
+        now = self.clock()
+        row = {
+            "id": msg_id,
+            "dedupe_key": dedupe_key,
+            "subscription_id": subscription_id,
+            "event": event,
+            "target_url": target_url,
+            "body": body,
+            "headers": json.dumps(dict(headers or {})),
+            "scheme": scheme.value,
+            "secret": self.sealer.seal(secret, purpose=f"outbox:{msg_id}") if secret else None,
+            "status": MessageStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "deliver_until": now + self.retry.window_s,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_status": None,
+            "last_error": None,
+            "created_at": now,
+            "delivered_at": None,
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(outbox_messages.insert().values(**row))
+        except sa.exc.IntegrityError:
+            existing = await self._id_for(dedupe_key)
+            if existing is None:
+                raise
+            return existing, False
+        self._wake.set()
+        return msg_id, True
+
+    async def _id_for(self, dedupe_key: str) -> str | None:
+        query = sa.select(outbox_messages.c.id).where(outbox_messages.c.dedupe_key == dedupe_key)
+        async with self._engine.connect() as conn:
+            found: str | None = (await conn.execute(query)).scalar_one_or_none()
+        return found
+
+    @staticmethod
+    def _message(row: Mapping[str, Any]) -> OutboxMessage:
+        return OutboxMessage(
+            id=row["id"],
+            dedupe_key=row["dedupe_key"],
+            subscription_id=row["subscription_id"],
+            event=row["event"],
+            target_url=row["target_url"],
+            body=bytes(row["body"]),
+            headers=dict(json.loads(row["headers"])),
+            scheme=SigningScheme(row["scheme"]),
+            status=MessageStatus(row["status"]),
+            attempts=int(row["attempts"]),
+            next_attempt_at=float(row["next_attempt_at"]),
+            deliver_until=float(row["deliver_until"]),
+            last_status=row["last_status"],
+            last_error=row["last_error"],
+            created_at=float(row["created_at"]),
+            delivered_at=row["delivered_at"],
+        )
+
+    async def message(self, msg_id: str) -> OutboxMessage | None:
+        query = sa.select(outbox_messages).where(outbox_messages.c.id == msg_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return self._message(row) if row is not None else None
+
+    async def messages(
+        self, *, subscription_id: str | None = None, status: MessageStatus | None = None
+    ) -> list[OutboxMessage]:
+        query = sa.select(outbox_messages).order_by(outbox_messages.c.created_at)
+        if subscription_id is not None:
+            query = query.where(outbox_messages.c.subscription_id == subscription_id)
+        if status is not None:
+            query = query.where(outbox_messages.c.status == status.value)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [self._message(row) for row in rows]
+
+    async def counts(self) -> dict[str, int]:
+        """Messages by status (for metrics)."""
+        query = sa.select(outbox_messages.c.status, sa.func.count()).group_by(
+            outbox_messages.c.status
+        )
+        async with self._engine.connect() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+    # the worker
+
+    async def run(self, *, poll_s: float = 1.0) -> None:
+        """Deliver due messages until cancelled; wakes at once when one is queued."""
+        async with self._client() as client:
+            while True:
+                try:
+                    sent = await self.deliver_due(client)
+                except (sa.exc.SQLAlchemyError, OSError):
+                    log.exception("outbox pass failed; trying again shortly")
+                    sent = 0
+                if sent:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), poll_s)
+                self._wake.clear()
+
+    def _client(self) -> httpx.AsyncClient:
+        return guarded_client(
+            self.policy,
+            resolver=self.resolver,
+            timeout=httpx.Timeout(self.retry.timeout_s),
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
+        """One pass: claim due messages, post them, record the outcomes; returns how many."""
+        claimed = await self._claim_due()
+        if not claimed:
+            return 0
+        if client is None:
+            async with self._client() as own:
+                await self._post_all(own, claimed)
+        else:
+            await self._post_all(client, claimed)
+        return len(claimed)
+
+    async def _post_all(self, client: httpx.AsyncClient, claimed: list[OutboxMessage]) -> None:
+        limit = asyncio.Semaphore(self.retry.concurrency)
+
+        async def one(message: OutboxMessage) -> None:
+            async with limit:
+                await self._deliver(client, message)
+
+        await asyncio.gather(*(one(m) for m in claimed))
+
+    async def _claim_due(self) -> list[OutboxMessage]:
+        now = self.clock()
+        c = outbox_messages.c
+        free = sa.or_(c.lease_until.is_(None), c.lease_until < now)
+        query = (
+            sa.select(outbox_messages)
+            .where(c.status == MessageStatus.PENDING.value, c.next_attempt_at <= now, free)
+            .order_by(c.next_attempt_at)
+            .limit(self.retry.batch)
+        )
+        claimed: list[OutboxMessage] = []
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            for row in rows:
+                taken = await conn.execute(
+                    outbox_messages.update()
+                    .where(c.id == row["id"], c.status == MessageStatus.PENDING.value, free)
+                    .values(lease_owner=self.instance_id, lease_until=now + self.retry.lease_s)
+                )
+                if taken.rowcount == 1:
+                    claimed.append(self._message(row))
+        return claimed
+
+    async def _signing_for(
+        self, message: OutboxMessage
+    ) -> tuple[SigningScheme, str | None, Subscription | None]:
+        if message.subscription_id is None:
+            query = sa.select(outbox_messages.c.secret).where(outbox_messages.c.id == message.id)
+            async with self._engine.connect() as conn:
+                sealed = (await conn.execute(query)).scalar_one_or_none()
+            secret = self.sealer.open(sealed, purpose=f"outbox:{message.id}") if sealed else None
+            return message.scheme, secret, None
+        sub = await self.subscription(message.subscription_id)
+        if sub is None:
+            return message.scheme, None, None
+        return sub.scheme, sub.secret, sub
+
+    async def _deliver(self, client: httpx.AsyncClient, message: OutboxMessage) -> None:
+        scheme, secret, sub = await self._signing_for(message)
+        if message.subscription_id is not None and (sub is None or not sub.active):
+            why = "the subscription was removed" if sub is None else "the subscription is disabled"
+            await self._finish(message, MessageStatus.FAILED, None, why)
+            return
+        started = time.monotonic()
+        headers = {"Content-Type": "application/json", **message.headers}
+        headers.update(
+            signature_headers(scheme, secret, message.id, message.event, message.body, self.clock())
+        )
+        status: int | None = None
+        error: str | None = None
+        forbidden = False
+        try:
+            response = await client.post(message.target_url, content=message.body, headers=headers)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except StemhubError as exc:
+            error = exc.message
+            forbidden = exc.code in (ErrorCode.SOURCE_FORBIDDEN, ErrorCode.UNSUPPORTED_SOURCE)
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__} posting to {redact_url(message.target_url)}"
+        elapsed = time.monotonic() - started
+        if error is None:
+            await self._finish(message, MessageStatus.DELIVERED, status, None)
+            await self._subscription_ok(sub)
+            self._report(message, "delivered", status, None, elapsed)
+            return
+        gone = status == 410
+        attempts = message.attempts + 1
+        next_at = self.clock() + self.retry.delay(attempts)
+        if gone or forbidden or next_at > message.deliver_until:
+            if gone:
+                reason = "the receiver answered 410 Gone (unsubscribed)"
+            elif forbidden:
+                reason = f"the target address is refused: {error}"
+            else:
+                hours = self.retry.window_s / 3600
+                reason = f"no delivery succeeded within {hours:g} hours (last: {error})"
+            await self._finish(message, MessageStatus.FAILED, status, error, attempts=attempts)
+            if sub is not None:
+                await self._disable(sub, reason, error)
+            self._report(message, "failed", status, error, elapsed)
+            return
+        await self._reschedule(message, attempts, next_at, status, error)
+        if sub is not None:
+            await self._subscription_failed(sub, error)
+        self._report(message, "retry", status, error, elapsed)
+
+    def _report(
+        self, message: OutboxMessage, outcome: str, status: int | None, error: str | None, s: float
+    ) -> None:
+        if outcome != "delivered":
+            log.info(
+                "webhook %s to %s: %s (%s)",
+                message.id,
+                redact_url(message.target_url),
+                outcome,
+                error,
+            )
+        if self.on_attempt is not None:
+            attempt = Attempt(
+                message.id, message.subscription_id, message.event, outcome, status, error, s
+            )
+            self.on_attempt(attempt)
+
+    async def _finish(
+        self,
+        message: OutboxMessage,
+        status: MessageStatus,
+        http_status: int | None,
+        error: str | None,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        now = self.clock()
+        values: dict[str, Any] = {
+            "status": status.value,
+            "attempts": attempts if attempts is not None else message.attempts + 1,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_status": http_status,
+            "last_error": error,
+        }
+        if status is MessageStatus.DELIVERED:
+            values["delivered_at"] = now
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_messages.update().where(outbox_messages.c.id == message.id).values(**values)
+            )
+
+    async def _reschedule(
+        self, message: OutboxMessage, attempts: int, next_at: float, status: int | None, error: str
+    ) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_messages.update()
+                .where(outbox_messages.c.id == message.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=next_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_status=status,
+                    last_error=error,
+                )
+            )
+
+    async def _subscription_ok(self, sub: Subscription | None) -> None:
+        if sub is None:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_subscriptions.update()
+                .where(outbox_subscriptions.c.id == sub.id)
+                .values(fail_count=0, failing_since=None, last_called_at=self.clock())
+            )
+
+    async def _subscription_failed(self, sub: Subscription, error: str) -> None:
+        now = self.clock()
+        c = outbox_subscriptions.c
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_subscriptions.update()
+                .where(c.id == sub.id)
+                .values(
+                    fail_count=c.fail_count + 1,
+                    failing_since=sa.func.coalesce(c.failing_since, now),
+                    last_error=error,
+                    last_called_at=now,
+                )
+            )
+            row = (
+                await conn.execute(sa.select(c.fail_count, c.failing_since).where(c.id == sub.id))
+            ).first()
+        if row is None:
+            return
+        fail_count, failing_since = int(row[0]), float(row[1] or now)
+        retry = self.retry
+        if fail_count >= retry.disable_after_failures and now - failing_since >= (
+            retry.disable_after_s
+        ):
+            await self._disable(
+                sub, f"{fail_count} deliveries in a row failed (last: {error})", error
+            )
+
+    async def _disable(self, sub: Subscription, reason: str, error: str | None) -> None:
+        log.warning("disabling webhook subscription %s: %s", sub.id, reason)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                outbox_subscriptions.update()
+                .where(outbox_subscriptions.c.id == sub.id)
+                .values(
+                    active=False,
+                    disabled_reason=reason,
+                    last_error=error,
+                    last_called_at=self.clock(),
+                )
+            )
+            await conn.execute(
+                outbox_messages.update()
+                .where(
+                    outbox_messages.c.subscription_id == sub.id,
+                    outbox_messages.c.status == MessageStatus.PENDING.value,
+                )
+                .values(status=MessageStatus.FAILED.value, last_error=f"not sent: {reason}")
+            )
+
+    async def reactivate(self, sub_id: str, owner: str | None = None) -> bool:
+        """Turn a disabled subscription back on (the receiver was fixed)."""
+        where = [outbox_subscriptions.c.id == sub_id]
+        if owner is not None:
+            where.append(outbox_subscriptions.c.owner == owner)
+        async with self._engine.begin() as conn:
+            done = await conn.execute(
+                outbox_subscriptions.update()
+                .where(*where)
+                .values(active=True, disabled_reason=None, fail_count=0, failing_since=None)
+            )
+        return bool(done.rowcount)
+
+
+__all__ = [
+    "Attempt",
+    "MessageStatus",
+    "Outbox",
+    "OutboxMessage",
+    "RetryPolicy",
+    "SigningScheme",
+    "Subscription",
+    "new_secret",
+    "outbox_messages",
+    "outbox_subscriptions",
+    "signature_headers",
+    "standard_signature",
+]
