@@ -67,18 +67,21 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
     from starlette.applications import Starlette
     from starlette.responses import FileResponse
     from starlette.routing import Route
+    from stemhub_n8n_bridge.frontend import BridgeFrontend
 
     from stemhub.http import HubServer
     from stemhub.hub import Hub
     from stemhub.plugins import get_plugin_manager
-    from stemhub.testing import FakeBackendControls, FakeBackendPlugin, make_settings
-    from stemhub_n8n_bridge.frontend import BridgeFrontend
+    from stemhub.testing import (
+        FakeBackendControls,
+        FakeBackendPlugin,
+        make_settings,
+        write_test_tone,
+    )
     from tests.bridge.conftest import serve
 
     os.environ["STEMHUB_N8N_BRIDGE_RATE_LIMIT"] = "100000000/minute"
     song = data_dir / "song.wav"
-    from stemhub.testing import write_test_tone
-
     write_test_tone(song, seconds=1.0)
     files = Starlette(routes=[Route("/song.wav", lambda _r: FileResponse(song))])
     settings = make_settings(
@@ -106,7 +109,7 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
             "job": made.json()["id"],
             "source": files_url + "/song.wav",
         }
-        info_file.write_text(json.dumps(info))
+        await asyncio.to_thread(info_file.write_text, json.dumps(info))
         try:
             await asyncio.Event().wait()
         finally:
@@ -146,7 +149,7 @@ async def _drive(
 async def _run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bridge-load-") as tmp:
         info_file = Path(tmp) / "info.json"
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
             [sys.executable, __file__, "--serve", tmp],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -194,7 +197,9 @@ async def _phases(args: argparse.Namespace, info: dict[str, str], server: psutil
     rss_end = server.memory_info().rss / 2**20
     total = done + soak
 
-    print(f"\nbridge load: {args.clients} concurrent clients on loopback, server in its own process")
+    print(
+        f"\nbridge load: {args.clients} concurrent clients on loopback, server in its own process"
+    )
     print(f"{'phase':<34} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for phase in phases:
         print(phase.row())
@@ -204,7 +209,9 @@ async def _phases(args: argparse.Namespace, info: dict[str, str], server: psutil
             f"{phase.name}: {phase.rps / base.rps:.0%} of the baseline's req/s, "
             f"p99 +{phase.pct(0.99) - base.pct(0.99):.1f} ms"
         )
-    print(f"server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB after {total:,} requests")
+    print(
+        f"server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB after {total:,} requests"
+    )
 
 
 def main() -> None:

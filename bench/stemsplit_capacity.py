@@ -17,7 +17,9 @@ factor 0.05 a 10 ms stall of the hub reads as 0.2 s of API time.
 
 Figures per mode: API requests per job (and by route), requests/s to the API (mean, and
 the most in any 60 s window vs the limit), 429s received, completion-to-delivery latency
-(fake job finished -> hub delivered) p50/p95/max, and the time to deliver all jobs.
+(fake job finished -> hub delivered) p50/p95/max, split at the moment the backend's
+``wait`` returned (the rest is the hub's own pipeline: store writes, hooks, delivery),
+and the time to deliver all jobs.
 Polling is the baseline the webhook mode is compared with.
 
     uv run python bench/stemsplit_capacity.py [--jobs 1000] [--time-factor 0.05]
@@ -44,6 +46,7 @@ import httpx
 from stemhub import hookimpl
 from stemhub.backends import stemsplit as stemsplit_module
 from stemhub.backends._stemsplit_pacing import ScaledClock
+from stemhub.backends.base import ProgressCallback, SeparationResult, SeparationTask
 from stemhub.backends.stemsplit import StemSplitBackend
 from stemhub.frontend import Frontend
 from stemhub.http import HubServer
@@ -60,6 +63,7 @@ RATE_LIMIT = 60
 class Deliveries:
     expected: int
     clock: ScaledClock
+    separated: dict[str, float] = field(default_factory=dict)
     at: dict[str, float] = field(default_factory=dict)
     status: Counter[str] = field(default_factory=Counter)
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -79,6 +83,19 @@ class BenchFrontend(Frontend):
             self.seen.done.set()
 
 
+class TimedStemSplitBackend(StemSplitBackend):
+    """The StemSplit backend, noting when each wait returned (before the hub's own work)."""
+
+    seen: Deliveries
+
+    async def wait(
+        self, task: SeparationTask, remote_id: str, progress: ProgressCallback
+    ) -> SeparationResult:
+        result = await super().wait(task, remote_id, progress)
+        self.seen.separated[task.job_id] = self.seen.clock.monotonic()
+        return result
+
+
 class BenchPlugin:
     """The StemSplit backend on the shared clock, its webhook route, and the frontend."""
 
@@ -88,9 +105,11 @@ class BenchPlugin:
     @hookimpl
     def stemhub_register_backends(self, register: Callable[..., None]) -> None:
         def factory(hub: Hub) -> StemSplitBackend:
-            return StemSplitBackend(
+            backend = TimedStemSplitBackend(
                 hub.settings, store=hub.store, sealer=hub.sealer, clock=self.seen.clock
             )
+            backend.seen = self.seen
+            return backend
 
         register("stemsplit", factory)
 
@@ -194,12 +213,16 @@ async def run_mode(mode: str, jobs: int, job_s: float, factor: float, tmp: Path)
     ]
     routes = Counter(route for _, route, _ in api)
     remote_jobs = state["jobs"]
-    latencies = []
+    latencies: list[float] = []
+    backend_latencies: list[float] = []
     for job in stored:
         remote = remote_jobs.get(job.remote_id or "")
         if remote is None or job.id not in seen.at:
             continue
-        latencies.append(seen.at[job.id] - (remote["created"] + remote["processS"]))
+        done_at = remote["created"] + remote["processS"]
+        latencies.append(seen.at[job.id] - done_at)
+        if job.id in seen.separated:
+            backend_latencies.append(seen.separated[job.id] - done_at)
     span = max(t for t, _, _ in api) - min(t for t, _, _ in api)
     return {
         "mode": mode,
@@ -213,6 +236,8 @@ async def run_mode(mode: str, jobs: int, job_s: float, factor: float, tmp: Path)
         "mean_rps": len(api) / span if span else float("nan"),
         "max_per_window": state["maxInWindow"],
         "rate_limited": sum(1 for _, _, status in api if status == 429),
+        "backend_p50": percentile(backend_latencies, 50),
+        "backend_p95": percentile(backend_latencies, 95),
         "latency_p50": percentile(latencies, 50),
         "latency_p95": percentile(latencies, 95),
         "latency_max": max(latencies) if latencies else float("nan"),
@@ -246,6 +271,8 @@ def report(results: list[dict[str, Any]], jobs: int, job_s: float, factor: float
             lambda r: f"{r['max_per_window']}",
         ),
         ("429 answers", lambda r: f"{r['rate_limited']}"),
+        ("completion->backend result p50 s", lambda r: f"{r['backend_p50']:.1f}"),
+        ("completion->backend result p95 s", lambda r: f"{r['backend_p95']:.1f}"),
         ("completion->delivery p50 s", lambda r: f"{r['latency_p50']:.1f}"),
         ("completion->delivery p95 s", lambda r: f"{r['latency_p95']:.1f}"),
         ("completion->delivery max s", lambda r: f"{r['latency_max']:.1f}"),

@@ -299,8 +299,7 @@ class Hub:
         if stored.id != job.id:
             return stored
         await self.call_hook("stemhub_job_created", hub=self, job=job)
-        if await self.store.claim_job(job.id, self.instance_id, self.lease_s):
-            self._spawn(job)
+        await self._claim_and_spawn(job)
         return job
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -340,8 +339,7 @@ class Hub:
         job.finished_at = utcnow()
         await self.store.save_job(job)
         await self.call_hook("stemhub_job_failed", hub=self, job=job)
-        if await self.store.claim_job(job.id, self.instance_id, self.lease_s):
-            self._spawn(job)
+        await self._claim_and_spawn(job)
         return job
 
     async def retry(self, job_id: str) -> Job:
@@ -372,8 +370,7 @@ class Hub:
             job.finished_at = None
             job.attempts = 0
         await self.store.save_job(job)
-        if await self.store.claim_job(job.id, self.instance_id, self.lease_s):
-            self._spawn(job)
+        await self._claim_and_spawn(job)
         return job
 
     async def wait_for(
@@ -431,9 +428,8 @@ class Hub:
                 continue
             if job.stage is Stage.DELIVER and job.origin.platform not in self.frontends:
                 continue
-            if await self.store.claim_job(job_id, self.instance_id, self.lease_s):
-                log.info("resuming job %s at stage %s", job_id, job.stage.value)
-                self._spawn(job)
+            if await self._claim_and_spawn(job):
+                log.info("resumed job %s at stage %s", job_id, job.stage.value)
                 resumed.append(job_id)
         return resumed
 
@@ -441,6 +437,22 @@ class Hub:
         return await self.outputs.cleanup(self.store, self.settings.retention_hours * 3600)
 
     # running jobs
+
+    async def _claim_and_spawn(self, job: Job) -> bool:
+        """Run a job here if this hub can take its lease and does not run it already.
+
+        The second look at ``_tasks`` matters: the claim awaits, and meanwhile another
+        path of this same hub (submit vs. the recovery loop) may have started the job;
+        a lease this hub already holds would let both claims succeed.
+        """
+        if job.id in self._tasks:
+            return False
+        if not await self.store.claim_job(job.id, self.instance_id, self.lease_s):
+            return False
+        if job.id in self._tasks:
+            return False
+        self._spawn(job)
+        return True
 
     def _spawn(self, job: Job) -> None:
         from stemhub.pipeline import run_job

@@ -55,12 +55,12 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_at_send_time
     )
     assert created.status_code == 201
     song = write_test_tone(tmp_path / "song.wav")
-    await env.client.post(
+    made = await env.client.post(
         "/v1/split",
         files={"file": ("song.wav", song.read_bytes(), "audio/wav")},
-        data={"wait": "10"},
         headers=env.auth,
     )
+    await env.hub.wait_for(made.json()["id"], timeout=10)
     (message,) = await env.bridge.outbox.messages()
     for _ in range(50):
         await env.bridge.outbox.deliver_due()

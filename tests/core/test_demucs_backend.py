@@ -347,7 +347,11 @@ async def test_cancel_stops_a_running_separation_and_the_next_job_still_runs(
             async for snapshot in hub.watch(job.id, poll_s=0.05):
                 if snapshot.progress > 10:
                     break
-        workers = psutil.Process().children()
+        workers = [
+            child
+            for child in psutil.Process().children()
+            if any("spawn_main" in part for part in child.cmdline())
+        ]
         assert workers, "the separation runs in a worker process"
         asked = time.monotonic()
         cancelled = await hub.cancel(job.id)

@@ -70,6 +70,8 @@ class FakeDiscord:
     hold_followups: asyncio.Event | None = None
     """While set, follow-ups hang unanswered and unrecorded (a hub dies meanwhile)."""
     url: str = ""
+    identified: list[dict[str, Any]] = field(default_factory=list)
+    gateways: list[web.WebSocketResponse] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1600000000000000000))
     _dm_channels: dict[int, int] = field(default_factory=dict)
 
@@ -79,6 +81,15 @@ class FakeDiscord:
 
     def cdn_url(self, name: str) -> str:
         return f"{self.url}/cdn/attachments/{CHANNEL_ID}/{name}?ex=6800&is=6700&hm=abc"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"{self.url.replace('http://', 'ws://')}/gateway"
+
+    async def push(self, event: str, data: dict[str, Any]) -> None:
+        """Send a gateway DISPATCH to every connected session (text frames, uncompressed)."""
+        for ws in self.gateways:
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": 2, "d": data}))
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -270,6 +281,31 @@ def make_app(fake: FakeDiscord) -> web.Application:
         if channel in fake.forbidden_channels:
             return _error(403, 50013, "Missing Permissions")
         return _json(fake.message(channel, call.json or {}, call.files))
+
+    @routes.get("/gateway")
+    async def gateway(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45000}}))
+        async for message in ws:
+            frame = json.loads(message.data)
+            if frame["op"] == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif frame["op"] == 2:
+                fake.identified.append(frame["d"])
+                shard = frame["d"].get("shard", [0, 1])
+                ready = {
+                    "v": 10,
+                    "user": BOT_USER,
+                    "guilds": [],
+                    "session_id": "fake-session",
+                    "resume_gateway_url": fake.gateway_url,
+                    "application": {"id": str(APP_ID), "flags": 0},
+                    "shard": shard,
+                }
+                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
+                fake.gateways.append(ws)
+        return ws
 
     @routes.get("/cdn/attachments/{channel}/{name}")
     async def cdn(request: web.Request) -> web.Response:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import discord
 import pytest
 import typer
+import yarl
 from stemhub_discord import DiscordSettings
 from stemhub_discord.client import StemhubClient, StemhubShardedClient, build_client
 from stemhub_discord.plugin import stemhub_register_commands
 from typer.testing import CliRunner
 
+from stemhub import JobStatus
 from stemhub.plugins import get_plugin_manager
+from tests.discord import _payloads as p
 from tests.discord._fake_discord import APP_ID, GUILD_ID
 from tests.discord.conftest import Bot, BotFactory
 
@@ -147,3 +152,32 @@ async def test_commands_sync_to_the_dev_guild(make_bot: BotFactory) -> None:
 async def test_commands_sync_globally_without_a_dev_guild(bot: Bot) -> None:
     await bot.frontend.sync_commands()
     assert bot.fake.find("PUT", f"/applications/{APP_ID}/commands")
+
+
+async def test_run_logs_in_syncs_and_takes_commands_from_the_gateway(
+    make_bot: BotFactory, song: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``stemhub run --plugins discord`` does with the frontend, end to end."""
+    async with make_bot() as bot:
+        monkeypatch.setattr(
+            discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(bot.fake.gateway_url)
+        )
+        running = asyncio.create_task(bot.frontend.run())
+        try:
+            async with asyncio.timeout(10):
+                while not bot.fake.gateways:  # noqa: ASYNC110 - polls the fake
+                    await asyncio.sleep(0.01)
+            (identify,) = bot.fake.identified
+            assert identify["token"] == "fake-bot-token"
+            assert identify["intents"] == discord.Intents(guilds=True).value
+            assert bot.fake.find("PUT", f"/applications/{APP_ID}/commands")
+            attachment = p.attachment("song.wav", song.stat().st_size, bot.fake.cdn_url("song.wav"))
+            payload = p.split_command(file=attachment)
+            await bot.fake.push("INTERACTION_CREATE", payload)
+            job = await bot.hub.wait_for((await bot.job_for(payload)).id, timeout=10)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    assert job.status is JobStatus.COMPLETED
+    assert job.delivery["sent"]["result"]["via"] == "interaction"

@@ -5,7 +5,20 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from stemhub import ErrorCode, JobStatus, SourceKind, StemhubError, StemSet
+import pytest
+from stemhub_discord.texts import ERROR_TEXT
+
+from stemhub import (
+    ErrorCode,
+    JobRequest,
+    JobStatus,
+    Origin,
+    RequestRejected,
+    Source,
+    SourceKind,
+    StemhubError,
+    StemSet,
+)
 from stemhub.testing import FakeBackendControls
 from tests.discord import _payloads as p
 from tests.discord._fake_discord import APP_ID, CHANNEL_ID, USER_ID, FakeDiscord
@@ -199,3 +212,49 @@ async def test_an_unreachable_link_fails_with_a_clear_message(bot: Bot) -> None:
     assert embed["title"] == "I could not download the audio"
     assert "Traceback" not in embed["description"]
     assert CHANNEL_ID  # the channel of the payloads
+
+
+async def test_split_through_the_local_engine(make_bot: BotFactory, song: Path) -> None:
+    """The full flow with the embedded engine: real separation, real files uploaded."""
+    async with make_bot(default_backend="local") as bot:
+        if "local" not in bot.hub.backend_factories:
+            pytest.skip("the local backend is not installed in this checkout")
+        payload = p.split_command(file=song_attachment(bot.fake, song), stems="BOTH", fmt="WAV")
+        job = await bot.run(payload, within_s=60)
+    assert job.status is JobStatus.COMPLETED, job.error_message
+    result = final_edit(bot.fake, payload["token"])
+    assert [a["filename"] for a in result["attachments"]] == [
+        "song - vocals.wav",
+        "song - instrumental.wav",
+    ]
+    (call,) = [c for c in bot.fake.calls if c.files and c.method == "PATCH"]
+    for _name, data in call.files.values():
+        assert data[:4] == b"RIFF" and len(data) > 1000
+
+
+async def test_the_validate_hook_guards_requests_that_skip_the_command(
+    make_bot: BotFactory, song: Path
+) -> None:
+    """Another path into the hub with a Discord origin meets the same guild policy."""
+    policy = f'{{"{p.GUILD_ID}": {{"allowed_channels": [42]}}}}'
+    async with make_bot(env={"guilds": policy}) as bot:
+        request = JobRequest(
+            source=Source(kind=SourceKind.FILE, path=str(song)),
+            origin=Origin(
+                platform="discord", user_id="1", channel_id="7", guild_id=str(p.GUILD_ID)
+            ),
+        )
+        with pytest.raises(RequestRejected) as refused:
+            await bot.hub.submit(request)
+        allowed = request.model_copy(
+            update={"origin": request.origin.model_copy(update={"channel_id": "42"})}
+        )
+        job = await bot.hub.submit(allowed)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert job.origin.channel_id == "42"
+
+
+def test_every_error_code_has_words_for_discord_users() -> None:
+    assert set(ERROR_TEXT) == set(ErrorCode)
+    for title, hint in ERROR_TEXT.values():
+        assert title and hint and not title.endswith(".")

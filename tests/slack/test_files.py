@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from stemhub_slack.testing import (
+    BOT_USER_ID,
     TEST_BOT_TOKEN,
     dm_file_message,
     event_callback,
@@ -207,6 +208,38 @@ async def test_plain_dm_messages_are_acked_and_ignored(slack_world: SlackWorld) 
     }
 
     response = await slack_world.post(event_callback(text, event_id="Ev0TEXT"))
+
+    assert response.status_code == 200
+    assert await slack_world.hubs[0].store.list_jobs() == []
+
+
+async def test_a_file_over_the_size_limit_is_refused_before_download(
+    slack_world: SlackWorld,
+) -> None:
+    await slack_world.open_hub(max_upload_bytes=5_000_000)
+    url = slack_world.files.file_url("F0BIG", "long mix.wav")
+    body = message_shortcut(
+        files=[slack_file("F0BIG", "long mix.wav", url, size=80_000_000)],
+        response_url=slack_world.api.response_url("shortcut"),
+    )
+
+    await slack_world.post(body)
+    await slack_world.api.wait_for_responses(1)
+
+    text = slack_world.api.responses[0][1]["text"]
+    assert "80.0 MB" in text and "MP3" in text
+    assert slack_world.files.requests == []
+    assert await slack_world.hubs[0].store.list_jobs() == []
+
+
+async def test_files_the_app_itself_posts_in_a_dm_are_not_split(slack_world: SlackWorld) -> None:
+    await slack_world.open_hub()
+    url = slack_world.files.file_url("F0STEM", "demo - vocals.mp3")
+    event = dm_file_message([slack_file("F0STEM", "demo - vocals.mp3", url)], user=BOT_USER_ID)
+    event["bot_id"] = "B0STEMBOT"
+
+    response = await slack_world.post(event_callback(event, event_id="Ev0SELF"))
+    await asyncio.sleep(0.2)
 
     assert response.status_code == 200
     assert await slack_world.hubs[0].store.list_jobs() == []

@@ -150,10 +150,8 @@ def error_embed(
     retry_after: float | None = None,
 ) -> discord.Embed:
     title, hint = error_text(code)
-    lines = [message or title, hint]
-    wait = retry_hint(retry_after)
-    if wait:
-        lines.append(wait)
+    # a known wait replaces the generic hint: it says exactly when to come back
+    lines = [message or title, retry_hint(retry_after) or hint]
     if reference and (code in (None, ErrorCode.INTERNAL, ErrorCode.INTERNAL.value)):
         lines.append(f"Reference: `{reference}`")
     embed = discord.Embed(title=title, description="\n".join(lines), colour=RED)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+GONE = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+"""chat.update errors that mean the status message cannot be edited any more."""
+
 
 async def deliver(frontend: SlackFrontend, job: Job) -> None:
     await frontend.wait_for_announcement(job.id)
@@ -34,11 +37,22 @@ async def deliver(frontend: SlackFrontend, job: Job) -> None:
         await _deliver_stems(frontend, job, status)
     else:
         await _deliver_failure(frontend, job, status)
-    with web_api("chat.update"):
+    await _final_status(frontend, job, status)
+    frontend.forget_status(job.id)
+
+
+async def _final_status(frontend: SlackFrontend, job: Job, status: dict[str, Any]) -> None:
+    """Edit the status message to its last word; a message someone deleted stays deleted."""
+    try:
         await frontend.client.chat_update(
             channel=status["channel"], ts=status["ts"], text=final_status_text(job)
         )
-    frontend.forget_status(job.id)
+    except SlackApiError as error:
+        if api_error(error) not in GONE:
+            raise as_stemhub_error(error, "chat.update") from error
+        log.info("slack: status of job %s is gone (%s)", job.id, api_error(error))
+    except (SlackClientError, aiohttp.ClientError, TimeoutError) as error:
+        raise as_stemhub_error(error, "chat.update") from error
 
 
 async def _status(frontend: SlackFrontend, job: Job) -> dict[str, Any]:

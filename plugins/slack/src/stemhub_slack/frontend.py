@@ -32,11 +32,14 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from stemhub.errors import StemhubError
+from stemhub.errors import ErrorCode, StemhubError
 from stemhub.frontend import Frontend
 from stemhub.models import Job, JobRequest, Origin
 from stemhub_slack.access import AccessPolicy
 from stemhub_slack.ask import Ask
+from stemhub_slack.delivery import deliver
+from stemhub_slack.keys import STATUS_NS
+from stemhub_slack.listeners import build_app
 from stemhub_slack.messages import error_text, status_text
 from stemhub_slack.progress import ProgressEdits
 from stemhub_slack.settings import SlackSettings
@@ -47,9 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUS_NS = "slack:status"
-EVENTS_NS = "slack:events"
-FILES_NS = "slack:files"
 RESPONSE_URL_PURPOSE = "slack-response-url"
 STATUS_TTL_S = 14 * 86400.0
 ANNOUNCE_WAIT_S = 30.0
@@ -81,8 +81,6 @@ class SlackFrontend(Frontend):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._announcing: dict[str, asyncio.Event] = {}
         self._status_cache: dict[str, dict[str, Any]] = {}
-        from stemhub_slack.listeners import build_app
-
         self.app: AsyncApp = build_app(self, signing_secret=signing_secret)
         self._http = AsyncSlackRequestHandler(self.app)
         self._socket: AsyncSocketModeHandler | None = None
@@ -91,7 +89,14 @@ class SlackFrontend(Frontend):
 
     async def run(self) -> None:
         """Socket Mode: hold the WebSocket to Slack. HTTP mode: the route does the work."""
-        await self.identity()
+        try:
+            await self.identity()
+        except SlackApiError as error:
+            raise StemhubError(
+                ErrorCode.CONFIG_MISSING,
+                f"Slack refused the bot token ({api_error(error)}).",
+                operator_message="Check SLACK_BOT_TOKEN (the xoxb- token of the installed app).",
+            ) from None
         if self.mode == "http":
             await asyncio.Event().wait()
             return
@@ -332,8 +337,6 @@ class SlackFrontend(Frontend):
         return {}
 
     async def deliver(self, job: Job) -> None:
-        from stemhub_slack.delivery import deliver
-
         await deliver(self, job)
 
 
@@ -346,9 +349,4 @@ def _session_if_in_loop() -> aiohttp.ClientSession | None:
     return aiohttp.ClientSession()
 
 
-__all__ = [
-    "EVENTS_NS",
-    "FILES_NS",
-    "STATUS_NS",
-    "SlackFrontend",
-]
+__all__ = ["SlackFrontend"]

@@ -23,7 +23,7 @@ from stemhub.models import StemSet
 from stemhub_slack.access import is_dm
 from stemhub_slack.arguments import parse_split_text, parse_stems
 from stemhub_slack.ask import Ask, SlackFile, first_audio_file
-from stemhub_slack.frontend import EVENTS_NS, FILES_NS
+from stemhub_slack.keys import EVENTS_NS, FILES_NS
 from stemhub_slack.manifest import SHORTCUT_CALLBACK_ID
 from stemhub_slack.messages import (
     ANOTHER_SET_ACTION,
@@ -322,7 +322,7 @@ async def _send_fresh_links(frontend: SlackFrontend, job_id: str, body: dict[str
         "id", ""
     )
     job = await frontend.hub.get_job(job_id) if job_id.isalnum() else None
-    if job is None:
+    if job is None or job.origin.platform != frontend.name:
         text = ":warning: I no longer have that job; split the song again."
     else:
         try:
@@ -337,7 +337,7 @@ async def _open_split_again(
     frontend: SlackFrontend, job_id: str, trigger_id: str, metadata: dict[str, Any]
 ) -> None:
     job = await frontend.hub.get_job(job_id) if job_id.isalnum() else None
-    if job is None:
+    if job is None or job.origin.platform != frontend.name:
         return
     current = job.request.stem_set
     others = [s for s in StemSet if s is not current]
@@ -360,7 +360,7 @@ async def _split_again(
 ) -> None:
     """Split the source of an earlier job again, into another stem set, in the same thread."""
     job = await frontend.hub.get_job(job_id) if job_id.isalnum() else None
-    if job is None:
+    if job is None or job.origin.platform != frontend.name:
         return
     context = job.origin.context
     file: SlackFile | None = None

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackClientError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ProgressEdits:
                 self._editing.add(job_id)
                 try:
                     await self._edit(status, text)
-                except (SlackClientError, OSError, TimeoutError) as error:
+                except (SlackClientError, aiohttp.ClientError, OSError, TimeoutError) as error:
                     log.info("progress edit of job %s failed: %s", job_id, error)
                 finally:
                     self._editing.discard(job_id)
