@@ -27,7 +27,7 @@ from stemhub.demo import (
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SAMPLE_RATE = 44100
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _form(
@@ -193,6 +193,10 @@ SONGS: dict[str, SongSpec] = {
 _STYLES: tuple[DrumStyle, ...] = ("rock", "funk", "four", "half", "shuffle", "sparse")
 _BASSES: tuple[BassStyle, ...] = ("pluck", "synth", "sub")
 _INSTRUMENTS: tuple[Instrument, ...] = ("pad", "piano", "guitar", "organ", "arp", "strings")
+_PROGRESSIONS: tuple[tuple[int, ...], ...] = (
+    (0, 5, 3, 4), (0, 3, 4, 4), (0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 1, 4), (0, 3, 0, 4),
+    (1, 4, 0, 0), (0, 6, 5, 4), (0, 2, 3, 4), (3, 4, 0, 0), (0, 0, 3, 4), (0, 4),
+)
 TRAIN_SEED_BASE = 100_000
 """Training songs use seeds from here on; the benchmark songs above never do."""
 
@@ -202,7 +206,9 @@ def random_spec(seed: int) -> SongSpec:
     rng = np.random.default_rng(seed)
 
     def loop() -> tuple[int, ...]:
-        return tuple(int(d) for d in rng.choice(7, size=int(rng.choice([2, 4])), replace=True))
+        if rng.random() < 0.75:
+            return _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
+        return (0, *(int(d) for d in rng.choice(7, size=3, replace=True)))
 
     beats = 3 if rng.random() < 0.15 else 4
     sections = (

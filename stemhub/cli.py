@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -58,7 +59,7 @@ def _exit_for(error: StemhubError) -> int:
 
 
 def _fail(error: StemhubError) -> typer.Exit:
-    err_console.print(f"[red]error[/red] {error.code.value}: {error.message}")
+    err_console.print(f"[red]error[/red] {error.code.value}: {escape(error.message)}")
     if error.operator_message:
         err_console.print(f"  {error.operator_message}")
     return typer.Exit(_exit_for(error))
@@ -144,7 +145,9 @@ async def _split(
                 name, why = hub.choose_backend(request)
                 job = await hub.submit(request)
             except StemhubError as error:
-                err_console.print(f"[red]{item}[/red]: {error.code.value}: {error.message}")
+                err_console.print(
+                    f"[red]{escape(item)}[/red]: {error.code.value}: {escape(error.message)}"
+                )
                 failures += 1
                 continue
             submitted.append((item, job, f"{name}: {why}"))
@@ -173,7 +176,8 @@ async def _split(
             finals = await asyncio.gather(*(follow(item, job) for item, job, _ in submitted))
         for (item, _job, note), job in zip(submitted, finals, strict=True):
             if job.status is not JobStatus.COMPLETED:
-                err_console.print(f"[red]{item}[/red]: {job.error_code}: {job.error_message}")
+                message = escape(job.error_message or "")
+                err_console.print(f"[red]{escape(item)}[/red]: {job.error_code}: {message}")
                 failures += 1
                 continue
             dest = out / Path(job.request.source.display_name).stem

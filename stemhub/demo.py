@@ -327,15 +327,16 @@ class _Renderer:
         }
         style = "waltz" if spec.beats_per_bar == 3 else spec.drums
         for start, section, degree, _index in self.bars:
-            root = self.chord(degree, 40)[0]
-            root = root - 12 if root > 45 else root
+            triad = self.chord(degree, 40)
+            root = triad[0] - 12 if triad[0] > 45 else triad[0]
+            fifth = triad[2] - triad[0]
             steps = rhythms[style] if section.energy > 0.3 else [0]
             for i, step in enumerate(steps):
                 nxt = steps[i + 1] if i + 1 < len(steps) else self.steps_per_bar
                 dur = (nxt - step) * self.step_s * float(self.rng.uniform(0.6, 0.95))
                 note = root
                 if i > 0 and self.rng.random() < 0.3:
-                    note = root + int(self.rng.choice([7, 12, -5, 5]))
+                    note = root + int(self.rng.choice([fifth, 12, fifth - 12]))
                 vel = float(self.rng.uniform(0.75, 1.0))
                 sound = _bass_note(self, spec.bass, float(note), dur) * vel
                 self.place(out, sound, self.step_time(start, step), 0.0)

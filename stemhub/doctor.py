@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.engine.url import make_url
 
 from stemhub.config import Settings
@@ -45,7 +46,7 @@ async def run_checks(settings: Settings, console: Console) -> bool:
         nonlocal ok
         ok = ok and good
         mark = "[green]ok[/green]  " if good else "[red]FAIL[/red]"
-        console.print(f"{mark} {name:<12} {text}")
+        console.print(f"{mark} {name:<12} {escape(text)}")
 
     report("data dir", True, str(settings.data_dir))
     report("database", True, _redacted_db_url(settings))

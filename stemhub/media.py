@@ -167,8 +167,8 @@ def _container_of(head: bytes, path: Path) -> str | None:
         # Some encoders leave padding or junk between the tag and the first frame.
         start = len(data) - len(data.lstrip(b"\x00"))
         for position in range(start, min(len(data) - 4, 16 * 1024)):
-            if data[position] == 0xFF and _mpeg_frames(data, position, need=3) is not None:
-                return _mpeg_frames(data, position, need=3)
+            if data[position] == 0xFF and (kind := _mpeg_frames(data, position, need=3)):
+                return kind
     return None
 
 

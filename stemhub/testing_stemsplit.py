@@ -24,7 +24,8 @@ API error code, ``after=True`` to answer with it after the work was done, as whe
 response is lost), ``stall_s`` (an answer that comes late or never), ``malformed``
 (a 200 whose body is not JSON), :meth:`~FakeStemSplitState.rate_limit_storm`, job
 outcomes FAILED/EXPIRED (``outcomes``), webhook drops and duplicates. Every request is
-counted per route (``counters``) and logged with its API time (``request_log``).
+counted per route (``counters``) and logged with the API time it arrived at
+(``request_log``), which is what the rate limit counts.
 
 Usage::
 
@@ -303,7 +304,8 @@ class _FakeApi:
     def __init__(self, state: FakeStemSplitState) -> None:
         self.state = state
         self.tasks: set[asyncio.Task[None]] = set()
-        self._http: httpx.AsyncClient | None = None
+        # made now: building a client (its TLS context) would stall the first delivery
+        self._http = httpx.AsyncClient(timeout=state.webhook_timeout_s)
         self._closing = asyncio.Event()
 
     async def stall(self, seconds: float) -> None:
@@ -406,8 +408,9 @@ class _FakeApi:
         async def endpoint(request: Request) -> Response:
             state = self.state
             state.counters[route] += 1
+            arrived = state.clock.monotonic()
             response = await self._answer(route, handler, request)
-            state.request_log.append((state.clock.monotonic(), route, response.status_code))
+            state.request_log.append((arrived, route, response.status_code))
             return response
 
         return endpoint
@@ -441,6 +444,7 @@ class _FakeApi:
         async def endpoint(request: Request) -> Response:
             state = self.state
             state.counters[route] += 1
+            arrived = state.clock.monotonic()
             fault = self._take_fault(route)
             if fault is not None and fault.stall_s > 0:
                 await self.stall(fault.stall_s)
@@ -450,7 +454,7 @@ class _FakeApi:
                 )
             else:
                 response = await handler(request)
-            state.request_log.append((state.clock.monotonic(), route, response.status_code))
+            state.request_log.append((arrived, route, response.status_code))
             return response
 
         return endpoint
@@ -886,8 +890,6 @@ class _FakeApi:
 
     async def _post(self, hook: FakeWebhook, job_id: str, event: str, raw: bytes) -> None:
         state = self.state
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=state.webhook_timeout_s)
         headers = {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign_payload(raw, hook.secret),
@@ -937,8 +939,7 @@ class _FakeApi:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.aclose()
+        await self._http.aclose()
 
 
 def _filtered_stems(audio: Any, rate: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from stemhub.backends._demucs_pull import default_endpoint, pull_model
@@ -58,29 +59,31 @@ def pull(
     name = name or demucs.model
     folder = (to or demucs.repo or pulled_dir(settings)).expanduser()
     source = (endpoint or default_endpoint()).rstrip("/")
-    console.print(f"Pulling {name} from {source} into {folder}")
+    console.print(escape(f"Pulling {name} from {source} into {folder}"))
 
     def started(filename: str, size: int | None) -> None:
         amount = f" ({size / 1e6:.1f} MB)" if size is not None else ""
-        console.print(f"  downloading {filename}{amount}")
+        console.print(escape(f"  downloading {filename}{amount}"))
 
     try:
         pulled = asyncio.run(pull_model(name, folder, endpoint=source, started=started))
     except StemhubError as error:
-        err_console.print(f"[red]error[/red] {error.code.value}: {error.message}")
+        err_console.print(f"[red]error[/red] {error.code.value}: {escape(error.message)}")
         code = EXIT_USAGE if error.code is ErrorCode.NOT_FOUND else EXIT_FAILED
         raise typer.Exit(code) from None
     console.print(
-        f"{name} is ready in {folder} ({len(pulled.downloaded)} downloaded, "
-        f"{len(pulled.kept)} already there)."
+        escape(
+            f"{name} is ready in {folder} ({len(pulled.downloaded)} downloaded, "
+            f"{len(pulled.kept)} already there)."
+        )
     )
     if not any(_same_folder(folder, path) for path, _ in search_folders(settings, demucs)):
-        console.print(f"Set STEMHUB_DEMUCS_REPO={folder} so the demucs backend finds it.")
+        console.print(escape(f"Set STEMHUB_DEMUCS_REPO={folder} so the demucs backend finds it."))
     if name != demucs.model:
         console.print(f"Set STEMHUB_DEMUCS_MODEL={name} to use it instead of {demucs.model}.")
     readiness = check_readiness(settings, demucs.model_copy(update={"repo": folder, "model": name}))
     if readiness.files is None and readiness.advice:
-        console.print(readiness.advice)
+        console.print(escape(readiness.advice))
 
 
 @models_app.command("list")
@@ -94,17 +97,17 @@ def list_models() -> None:
     for name in dict.fromkeys([demucs.model, *KNOWN_MODELS]):
         try:
             files = locate(name, folders)
-            where = files.describe() if files is not None else "-"
+            where = escape(files.describe()) if files is not None else "-"
         except WeightsError as exc:
-            where = f"[red]damaged[/red]: {exc}"
+            where = f"[red]damaged[/red]: {escape(str(exc))}"
         marker = " (configured)" if name == demucs.model else ""
         table.add_row(name + marker, where)
     console.print(table)
     readiness = check_readiness(settings, demucs)
     if readiness.files is None:
-        console.print(f"The demucs backend is not available: {readiness.advice}")
+        console.print(f"The demucs backend is not available: {escape(readiness.advice or '')}")
     else:
-        console.print(f"The demucs backend uses {readiness.files.describe()}.")
+        console.print(escape(f"The demucs backend uses {readiness.files.describe()}."))
 
 
 __all__ = ["models_app"]

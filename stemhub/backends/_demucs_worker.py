@@ -63,6 +63,8 @@ class WorkDone:
     stems: tuple[StemWritten, ...]
     device: str
     sources: tuple[str, ...]
+    bpm: float | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,15 @@ class _Tracker:
         self.send(DECODE_END + (SEPARATE_END - DECODE_END) * fraction)
 
 
+def _analyse(audio: media.AudioArray, rate: int) -> tuple[float | None, str | None]:
+    """BPM and key of the mix, by the built-in engine's analysis, as every backend reports."""
+    try:
+        from stemhub.backends.local.analysis import analyse
+    except ImportError:
+        return None, None
+    return analyse(audio, rate)
+
+
 def _model_segment(model: Any) -> float:
     inner = getattr(model, "models", None)
     first = inner[0] if inner is not None else model
@@ -201,6 +212,7 @@ def separate(order: WorkOrder, model: Any, device: str, conn: Connection) -> Wor
     groups = stem_groups(order.stem_set, sources)
     audio, rate = media.decode(order.input_path)
     channels, length = audio.shape
+    bpm, key = _analyse(audio, rate)
     mix = torch.from_numpy(audio)
     model_channels, model_rate = int(model.audio_channels), int(model.samplerate)
     if channels < model_channels:
@@ -250,7 +262,7 @@ def separate(order: WorkOrder, model: Any, device: str, conn: Connection) -> Wor
         size = media.encode(path, array, rate, order.output_format)
         written.append(StemWritten(stem, path, size, length / rate))
         tracker.send(SEPARATE_END + (100.0 - SEPARATE_END) * (done + 1) / len(wanted))
-    return WorkDone(tuple(written), describe_device(device), sources)
+    return WorkDone(tuple(written), describe_device(device), sources, bpm, key)
 
 
 def _load_or_explain(files: ModelFiles) -> Any:

@@ -180,7 +180,7 @@ class DemucsBackend(Backend):
         self.settings = settings
         self.demucs = demucs or DemucsSettings()
         self.capabilities = BackendCapabilities(
-            stem_sets=_stem_sets(self.demucs.model, None), resumable=False
+            stem_sets=_stem_sets(self.demucs.model, None), analysis=True, resumable=False
         )
         self._worker: _Worker | None = None
         self._turn = asyncio.Lock()
@@ -247,7 +247,8 @@ class DemucsBackend(Backend):
                 self._running = remote_id
                 return await self._run(order, remote_id, progress)
         finally:
-            self._running = None
+            if self._running == remote_id:
+                self._running = None
             self._orders.pop(remote_id, None)
             self._cancelled.discard(remote_id)
 
@@ -298,7 +299,12 @@ class DemucsBackend(Backend):
             )
             for item in done.stems
         }
-        return SeparationResult(stems=stems, raw={"device": done.device, "sources": done.sources})
+        return SeparationResult(
+            stems=stems,
+            bpm=done.bpm,
+            key=done.key,
+            raw={"device": done.device, "sources": list(done.sources)},
+        )
 
     def _discard_worker(self) -> None:
         worker, self._worker = self._worker, None

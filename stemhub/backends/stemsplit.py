@@ -227,7 +227,7 @@ class StemSplitBackend(Backend):
         client = self.client
         waiter = self.inbox.open(remote_id)
         try:
-            job = await self._wait(client, task, remote_id, progress, waiter.wait)
+            job = await self._wait(client, remote_id, progress, waiter.wait)
         finally:
             self.inbox.close(remote_id)
             self._tracked.pop(remote_id, None)
@@ -236,7 +236,6 @@ class StemSplitBackend(Backend):
     async def _wait(
         self,
         client: StemSplitClient,
-        task: SeparationTask,
         remote_id: str,
         progress: ProgressCallback,
         delivery: Callable[[float], Awaitable[WebhookEventData | None]],
@@ -442,15 +441,8 @@ class StemSplitBackend(Backend):
         self._tracked.pop(remote_id, None)
 
     async def describe(self) -> dict[str, Any]:
-        """Balance and setup facts for ``stemhub doctor`` and quota logic."""
-        data = await self.client.request("GET", "/balance", priority=PRIORITY_FINISH)
-        try:
-            balance = Balance.model_validate(data)
-        except ValidationError:
-            raise StemhubError(
-                ErrorCode.BACKEND_ERROR,
-                "The separation service sent a balance stemhub could not read.",
-            ) from None
+        """Balance and setup facts for ``stemhub doctor``."""
+        balance = await self.balance()
         minutes = balance.balance_seconds / 60
         return {
             "base_url": self.base_url,
@@ -461,8 +453,16 @@ class StemSplitBackend(Backend):
         }
 
     async def balance(self) -> Balance:
+        """The account's credit (``GET /balance``), for doctor and quota logic."""
         data = await self.client.request("GET", "/balance", priority=PRIORITY_FINISH)
-        return Balance.model_validate(data)
+        try:
+            return Balance.model_validate(data)
+        except ValidationError:
+            raise StemhubError(
+                ErrorCode.BACKEND_ERROR,
+                "The separation service sent a balance stemhub could not read.",
+                retryable=True,
+            ) from None
 
     async def list_jobs(
         self, *, limit: int = 20, offset: int = 0, status: RemoteStatus | None = None

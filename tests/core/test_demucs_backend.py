@@ -76,16 +76,19 @@ def machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+NEEDS_EXTRA = "separating needs the stemhub[demucs] extra (torch and demucs), not installed"
+
+
 def tiny_model(sources: tuple[str, ...], seed: int = 0) -> Any:
-    torch = pytest.importorskip("torch")
-    htdemucs = pytest.importorskip("demucs.htdemucs")
+    torch = pytest.importorskip("torch", reason=NEEDS_EXTRA)
+    htdemucs = pytest.importorskip("demucs.htdemucs", reason=NEEDS_EXTRA)
     torch.manual_seed(seed)
     return htdemucs.HTDemucs(list(sources), **TINY).eval()
 
 
 def save_repo(folder: Path, name: str, model: Any) -> None:
     """demucs' local repo layout: ``{name}.yaml`` naming ``{sig}-{checksum}.th``."""
-    states = pytest.importorskip("demucs.states")
+    states = pytest.importorskip("demucs.states", reason=NEEDS_EXTRA)
     folder.mkdir(parents=True, exist_ok=True)
     args, kwargs = model._init_args_kwargs
     package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": model.state_dict()}
@@ -95,7 +98,7 @@ def save_repo(folder: Path, name: str, model: Any) -> None:
 
 def hf_export(model: Any, sig: str) -> dict[str, bytes]:
     """The Hugging Face export of one model: the bag yaml and ``{sig}.safetensors``."""
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch", reason=NEEDS_EXTRA)
     args, kwargs = model._init_args_kwargs
     metadata = {
         "klass": f"{type(model).__module__}.{type(model).__name__}",
@@ -219,7 +222,7 @@ async def test_six_stems_are_refused_up_front_by_a_four_source_model(machine: Pa
 
 
 def test_models_pull_without_network_fails_fast_with_offline_advice(machine: Path) -> None:
-    pytest.importorskip("yaml")
+    pytest.importorskip("yaml", reason="pulling reads yaml (PyYAML)")
     started = time.monotonic()
     result = CliRunner().invoke(
         models_cli(), ["models", "pull", "--endpoint", f"http://127.0.0.1:{closed_port()}"]
@@ -235,7 +238,7 @@ def test_models_pull_without_network_fails_fast_with_offline_advice(machine: Pat
 def test_models_pull_of_an_unknown_name_says_which_names_exist(
     machine: Path, mirror: RunningServer
 ) -> None:
-    pytest.importorskip("yaml")
+    pytest.importorskip("yaml", reason="pulling reads yaml (PyYAML)")
     result = CliRunner().invoke(
         models_cli(), ["models", "pull", "--name", "htdemucs_6s", "--endpoint", mirror.url]
     )
@@ -293,6 +296,7 @@ async def test_stems_keep_rate_length_and_channels_and_both_agrees_with_four_ste
     assert str(mono.outputs["vocals"].path).endswith("vocals.flac")
 
     assert any(10 < value < 92 for value in four_progress), four_progress
+    assert four.audio is not None and four.audio.key is not None
     assert four_progress == sorted(four_progress)
     assert "cpu" in facts["device"] and "STEMHUB_DEMUCS_REPO" in str(facts["weights"])
 

@@ -88,6 +88,27 @@ async def test_stems_too_large_to_attach_are_sent_as_links(
     assert "Links expire <t:" in fields[-1]
 
 
+async def test_a_wav_too_large_to_attach_is_attached_as_an_mp3_that_fits(
+    make_bot: BotFactory, song: Path
+) -> None:
+    async with make_bot() as bot:
+        payload = p.split_command(
+            file=song_attachment(bot.fake, song), stems="BOTH", fmt="WAV", size_limit=100_000
+        )
+        job = await bot.run(payload)
+    assert song.stat().st_size > 100_000
+    (call,) = [c for c in bot.fake.calls if c.files and c.method == "PATCH"]
+    files = sorted(call.files.values())
+    assert [name for name, _ in files] == ["song - instrumental.mp3", "song - vocals.mp3"]
+    assert all(data[:3] == b"ID3" or data[:2] == b"\xff\xfb" for _, data in files)
+    assert sum(len(data) for _, data in files) <= 100_000
+    embed = call.json["embeds"][0]
+    note = embed["fields"][-1]["value"]
+    assert "attached as MP3 to fit Discord's upload limit; the links give the WAV" in note
+    assert f"/files/{job.id}/vocals.wav" in embed["fields"][0]["value"]
+    assert job.delivery["mp3"] == ["instrumental", "vocals"]
+
+
 async def test_stems_are_spread_over_messages_that_each_fit(
     make_bot: BotFactory, song: Path
 ) -> None:

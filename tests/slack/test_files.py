@@ -132,11 +132,27 @@ async def test_audio_sent_in_a_dm_is_split_in_its_thread(slack_world: SlackWorld
     assert {c.args["thread_ts"] for c in completes} == {"1700000000.000200"}
 
 
+def _shared_in_dm(world: SlackWorld, file_id: str) -> dict[str, object]:
+    """A ``file_shared`` event for a file in Alice's DM (the app looks it up with files.info)."""
+    url = world.files.file_url(file_id, "a.wav")
+    world.api.files[file_id] = {
+        **slack_file(file_id, "a.wav", url),
+        "shares": {"private": {"D0ALICE": [{"ts": "1700000000.000200"}]}},
+    }
+    return {
+        "type": "file_shared",
+        "channel_id": "D0ALICE",
+        "file_id": file_id,
+        "user_id": "U0ALICE",
+        "file": {"id": file_id},
+        "event_ts": "1700000000.000300",
+    }
+
+
 async def test_a_retried_event_is_processed_once(slack_world: SlackWorld) -> None:
     slack_world.controls.delay_s = 0.3
     await slack_world.open_hub()
-    url = slack_world.files.file_url("F0DM", "a.wav")
-    body = event_callback(dm_file_message([slack_file("F0DM", "a.wav", url)]), event_id="Ev0RETRY")
+    body = event_callback(_shared_in_dm(slack_world, "F0RETRY"), event_id="Ev0RETRY")
 
     first = await slack_world.post(body)
     retry_headers = {**signed(body, SIGNING_SECRET), "X-Slack-Retry-Num": "1"}
@@ -146,6 +162,7 @@ async def test_a_retried_event_is_processed_once(slack_world: SlackWorld) -> Non
     await asyncio.sleep(0.2)
 
     assert first.status_code == retried.status_code == 200
+    assert len(slack_world.api.calls_to("files.info")) == 1  # the retry was not looked at
     assert len(await slack_world.hubs[0].store.list_jobs()) == 1
     assert len(slack_world.files.requests) == 1
 
@@ -154,8 +171,7 @@ async def test_two_hub_instances_handle_one_event_once(slack_world: SlackWorld) 
     first_hub = await slack_world.open_hub()
     first_url = slack_world.url
     second_hub = await slack_world.open_hub(http_port=0)
-    url = slack_world.files.file_url("F0DM", "a.wav")
-    body = event_callback(dm_file_message([slack_file("F0DM", "a.wav", url)]), event_id="Ev0TWICE")
+    body = event_callback(_shared_in_dm(slack_world, "F0TWICE"), event_id="Ev0TWICE")
 
     answers = await asyncio.gather(
         slack_world.post(body, url=first_url), slack_world.post(body, url=slack_world.url)
@@ -164,6 +180,7 @@ async def test_two_hub_instances_handle_one_event_once(slack_world: SlackWorld) 
     await second_hub.wait_for(job.id, timeout=15)
 
     assert [a.status_code for a in answers] == [200, 200]
+    assert len(slack_world.api.calls_to("files.info")) == 1
     assert len(await first_hub.store.list_jobs()) == 1
     assert len(slack_world.api.calls_to("files.completeUploadExternal")) == 4
 
@@ -172,20 +189,8 @@ async def test_file_shared_and_message_events_of_one_file_make_one_job(
     slack_world: SlackWorld,
 ) -> None:
     await slack_world.open_hub()
-    url = slack_world.files.file_url("F0BOTH", "a.wav")
-    file = slack_file("F0BOTH", "a.wav", url)
-    slack_world.api.files["F0BOTH"] = {
-        **file,
-        "shares": {"private": {"D0ALICE": [{"ts": "1700000000.000200"}]}},
-    }
-    shared = {
-        "type": "file_shared",
-        "channel_id": "D0ALICE",
-        "file_id": "F0BOTH",
-        "user_id": "U0ALICE",
-        "file": {"id": "F0BOTH"},
-        "event_ts": "1700000000.000300",
-    }
+    shared = _shared_in_dm(slack_world, "F0BOTH")
+    file = slack_file("F0BOTH", "a.wav", slack_world.files.file_url("F0BOTH", "a.wav"))
 
     await slack_world.post(event_callback(dm_file_message([file]), event_id="Ev0MSG"))
     await slack_world.post(event_callback(shared, event_id="Ev0SHARED"))

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl
 
 from stemhub_slack.testing import (
     MockSocketMode,
-    dm_file_message,
     event_callback,
     slack_file,
     slash_command,
@@ -50,9 +49,19 @@ async def test_socket_mode_acks_over_the_socket_and_dedupes_across_hubs(
         assert job.status is JobStatus.COMPLETED
 
         url = slack_world.files.file_url("F0SOCK", "a.wav")
-        event = json.loads(
-            event_callback(dm_file_message([slack_file("F0SOCK", "a.wav", url)]), event_id="Ev0S")
-        )
+        slack_world.api.files["F0SOCK"] = {
+            **slack_file("F0SOCK", "a.wav", url),
+            "shares": {"private": {"D0ALICE": [{"ts": "1700000000.000200"}]}},
+        }
+        shared = {
+            "type": "file_shared",
+            "channel_id": "D0ALICE",
+            "file_id": "F0SOCK",
+            "user_id": "U0ALICE",
+            "file": {"id": "F0SOCK"},
+            "event_ts": "1700000000.000300",
+        }
+        event = json.loads(event_callback(shared, event_id="Ev0S"))
         await socket.send(socket_envelope("events_api", event, envelope_id="env-ev-1"), to=0)
         await socket.send(
             socket_envelope("events_api", event, envelope_id="env-ev-2", retry_attempt=1), to=1
@@ -61,6 +70,7 @@ async def test_socket_mode_acks_over_the_socket_and_dedupes_across_hubs(
         await slack_world.api.wait_for("files.completeUploadExternal", 2)
         await asyncio.sleep(0.3)
 
+        assert len(slack_world.api.calls_to("files.info")) == 1
         assert len(await first.store.list_jobs()) == 2
         assert len(slack_world.files.requests) == 1
         assert {a["envelope_id"] for a in socket.acks} == {"env-cmd", "env-ev-1", "env-ev-2"}

@@ -23,7 +23,8 @@ from stemhub.backends.local.stft import Stft
 
 Audio = NDArray[np.float32]
 Checkpoint = Callable[[float], None]
-"""Called with the fraction of the current chunk done; raises to stop the work."""
+"""Called often (well under a second apart) with how many input samples are done;
+raise from it to stop the work."""
 
 _FRAMES_PER_BLOCK = 48
 """Frames classified per model call: small enough to stay in cache."""
@@ -38,17 +39,17 @@ class StemPlan:
 
     @classmethod
     def for_stems(cls, stems: Iterable[str]) -> StemPlan:
-        wanted = tuple(stems)
+        wanted = tuple(dict.fromkeys(stems))
         unknown = set(wanted) - {*SOURCES, "instrumental"}
-        if unknown:
-            raise ValueError(f"the local engine cannot make {sorted(unknown)}")
+        if unknown or not wanted:
+            raise ValueError(f"the local engine cannot make {sorted(unknown) or 'no stems'}")
         if "instrumental" in wanted:
             if set(wanted) - {"vocals", "instrumental"}:
                 raise ValueError("instrumental goes with vocals only")
             return cls(estimated=("vocals",), rest="instrumental")
-        if set(wanted) <= {"vocals"}:
-            return cls(estimated=("vocals",), rest=None)
-        return cls(estimated=("vocals", "drums", "bass"), rest="other")
+        if "other" in wanted:
+            return cls(estimated=("vocals", "drums", "bass"), rest="other")
+        return cls(estimated=tuple(s for s in SOURCES if s in wanted), rest=None)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -89,7 +90,7 @@ class Engine:
         sample_rate: int,
         stems: Iterable[str] = ("vocals", "drums", "bass", "other"),
         *,
-        checkpoint: Checkpoint = lambda _fraction: None,
+        checkpoint: Checkpoint = lambda _done: None,
     ) -> dict[str, Audio]:
         """Separate a whole (channels, samples) array; convenient for short audio."""
         plan = StemPlan.for_stems(stems)
@@ -111,7 +112,7 @@ class Engine:
         sample_rate: int,
         plan: StemPlan,
         *,
-        checkpoint: Checkpoint = lambda _fraction: None,
+        checkpoint: Checkpoint = lambda _done: None,
     ) -> Iterator[dict[str, Audio]]:
         """Separate audio arriving in blocks; yield consecutive pieces of every stem.
 
@@ -124,6 +125,7 @@ class Engine:
         buffer: Audio | None = None
         exhausted = False
         tail: dict[str, Audio] | None = None
+        position = 0
         while True:
             while not exhausted and (buffer is None or buffer.shape[1] < window):
                 block = next(source, None)
@@ -136,7 +138,10 @@ class Engine:
                 return
             final = exhausted and buffer.shape[1] <= window
             chunk = buffer if final else buffer[:, :window]
-            estimates = self.separate_chunk(chunk, sample_rate, plan.estimated, checkpoint)
+            start, length = position, chunk.shape[1]
+            estimates = self.separate_chunk(
+                chunk, sample_rate, plan.estimated, lambda part: checkpoint(start + part * length)
+            )
             if tail is not None:
                 for name, data in estimates.items():
                     data[:, :overlap] *= fade_in
@@ -155,33 +160,40 @@ class Engine:
             if final:
                 return
             buffer = buffer[:, keep:]
+            position += keep
 
     def separate_chunk(
         self,
         audio: Audio,
         sample_rate: int,
         sources: tuple[str, ...],
-        checkpoint: Checkpoint = lambda _fraction: None,
+        progress: Callable[[float], None] = lambda _fraction: None,
     ) -> dict[str, Audio]:
-        """Mask-based estimates of ``sources`` for one chunk (channels, samples)."""
+        """Mask-based estimates of ``sources`` for one chunk (channels, samples).
+
+        ``progress`` gets the fraction of the chunk done, between steps.
+        """
         stft = Stft(fft_size(sample_rate), workers=self.threads)
         spectrum = stft.forward(audio)
-        checkpoint(0.1)
+        progress(0.1)
         analysed = spectrum if spectrum.shape[0] <= 2 else spectrum[:2]
-        shares = self.shares(analysed, sample_rate, checkpoint)
+        shares = self.shares(analysed, sample_rate, progress)
         out: dict[str, Audio] = {}
         for i, name in enumerate(sources):
             mask = shares[SOURCES.index(name)]
             out[name] = stft.inverse(spectrum * mask, audio.shape[1])
-            checkpoint(0.8 + 0.2 * (i + 1) / len(sources))
+            progress(0.8 + 0.2 * (i + 1) / len(sources))
         return out
 
     def shares(
-        self, spectrum: NDArray[np.complex64], sample_rate: int, checkpoint: Checkpoint
+        self,
+        spectrum: NDArray[np.complex64],
+        sample_rate: int,
+        progress: Callable[[float], None] = lambda _fraction: None,
     ) -> NDArray[np.float32]:
         """(sources, frames, bins) masks for a (channels, frames, bins) spectrum."""
-        maps = compute_maps(spectrum, sample_rate, pool=self.pool, checkpoint=lambda: None)
-        checkpoint(0.3)
+        maps = compute_maps(spectrum, sample_rate, pool=self.pool, checkpoint=lambda: progress(0.2))
+        progress(0.3)
         frames, units = maps.frames, maps.units.count
         shares = np.empty((frames, units, len(SOURCES)), dtype=np.float32)
         blocks = range(0, frames, _FRAMES_PER_BLOCK)
@@ -192,8 +204,7 @@ class Engine:
             shares[start:stop] = self.model.shares(rows).reshape(stop - start, units, -1)
 
         for done, _ in enumerate(self.pool.map(classify, blocks)):
-            if done % 8 == 7:
-                checkpoint(0.3 + 0.5 * done / len(blocks))
+            progress(0.3 + 0.5 * (done + 1) / len(blocks))
         per_bin = shares[:, maps.units.of_bin, :]
         return np.ascontiguousarray(np.moveaxis(per_bin, -1, 0))
 

@@ -19,13 +19,15 @@ record was lost in a crash.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stemhub import ErrorCode, Job, JobStatus, StemhubError
+from stemhub import ErrorCode, Job, JobStatus, OutputFormat, StemhubError
+from stemhub_discord.fitting import BITRATES_KBPS, mp3_bitrate_to_fit, transcode_to_mp3
 from stemhub_discord.render import error_embed, result_embed, result_view
 from stemhub_discord.replies import (
     DMClosed,
@@ -125,39 +127,75 @@ class JobDelivery:
                 await self.hub.save(self.job)
         raise StemhubError(ErrorCode.DELIVERY_FAILED, "The result could not be sent to Discord.")
 
-    def _messages(self) -> list[tuple[str, Reply]]:
+    async def _attachable(self) -> tuple[dict[str, Path], dict[str, int | None], set[str]]:
+        """Local stem files, their sizes, and which were swapped for an MP3 that fits.
+
+        A WAV or FLAC stem too large for the limit is uploaded as an MP3 copy when one
+        fits (the decision is kept in the delivery state, so a resumed delivery uploads
+        the same files).
+        """
         job = self.job
-        if job.status is not JobStatus.COMPLETED:
-            embed = error_embed(job.error_code, job.error_message, reference=job.id[:8])
-            return [("result", Reply(embed=embed))]
-        links = self._links()
-        sizes: dict[str, int | None] = {}
+        limit = self.recipient.attachment_limit
+        chosen = self.state.get("mp3")
+        decide = chosen is None
+        as_mp3: set[str] = set(chosen or [])
         paths: dict[str, Path] = {}
+        sizes: dict[str, int | None] = {}
         for stem in job.request.stem_names:
             output = job.outputs.get(stem)
             path = self.hub.outputs.path_of(job, output) if output is not None else None
             if output is None or path is None or not path.is_file():
                 continue
-            paths[stem] = path
-            sizes[stem] = (
-                output.size_bytes if output.size_bytes is not None else path.stat().st_size
+            size = output.size_bytes if output.size_bytes is not None else path.stat().st_size
+            duration = output.duration_s or (job.audio.duration_s if job.audio else None)
+            wants_mp3 = stem in as_mp3 or (
+                decide
+                and size > limit
+                and output.format is not OutputFormat.MP3
+                and mp3_bitrate_to_fit(duration, limit) is not None
             )
+            if wants_mp3:
+                mp3 = path.parent / "discord" / f"{stem}.mp3"
+                if not mp3.is_file():
+                    kbps = mp3_bitrate_to_fit(duration, limit) or BITRATES_KBPS[-1]
+                    await asyncio.to_thread(transcode_to_mp3, path, mp3, kbps)
+                as_mp3.add(stem)
+                path, size = mp3, mp3.stat().st_size
+            paths[stem] = path
+            sizes[stem] = size
+        if decide:
+            self.state["mp3"] = sorted(as_mp3)
+        return paths, sizes, as_mp3
+
+    async def _messages(self) -> list[tuple[str, Reply]]:
+        job = self.job
+        if job.status is not JobStatus.COMPLETED:
+            embed = error_embed(job.error_code, job.error_message, reference=job.id[:8])
+            return [("result", Reply(embed=embed))]
+        links = self._links()
+        paths, sizes, as_mp3 = await self._attachable()
         batches = self.state.get("batches")
         if batches is None:
             batches = plan_uploads(sizes, limit=self.recipient.attachment_limit)
             self.state["batches"] = batches
         attached = {stem for batch in batches for stem in batch}
         missing = [s for s in job.request.stem_names if s not in attached and s not in links]
-        note = None
+        notes: list[str] = []
+        converted = sorted(as_mp3 & attached)
+        if converted:
+            fmt = job.request.output_format.value
+            also = f"; the links give the {fmt}" if links else ""
+            notes.append(
+                f"{', '.join(converted)}: attached as MP3 to fit Discord's upload limit{also}."
+            )
         if missing:
-            note = (
+            notes.append(
                 f"{', '.join(missing)}: too large to attach here, and this bot hands out no"
                 " download links (its owner can set STEMHUB_PUBLIC_URL)."
             )
         if self.dm_closed:
-            prefix = "I could not DM you (your DMs are closed), so here are your stems."
-            note = f"{prefix}\n{note}" if note else prefix
-        embed = result_embed(job, links=links, attached=attached, note=note)
+            notes.insert(0, "I could not DM you (your DMs are closed), so here are your stems.")
+        embed = result_embed(job, links=links, attached=attached, note="\n".join(notes) or None)
         view = result_view(job, has_links=bool(links))
         messages: list[tuple[str, Reply]] = []
         for index, batch in enumerate(batches or [[]]):
@@ -182,7 +220,7 @@ class JobDelivery:
         return OutgoingFile(path, f"{song} - {stem}{path.suffix}")
 
     async def _send_all(self) -> None:
-        messages = self._messages()
+        messages = await self._messages()
         used_dm = False
         for key, reply in messages:
             if key in self.sent:
