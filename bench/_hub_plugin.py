@@ -119,16 +119,20 @@ class ServiceBackend(Backend):
         self.session = session
         self.timeline = timeline
         self.completions = Completions(session)
+        # open a file only once a connection can take it: thousands of jobs waiting for
+        # one of the session's connections would otherwise each hold an open file
+        self.uploads = asyncio.Semaphore(session.connector.limit if session.connector else 64)
         self.capabilities = BackendCapabilities(stem_sets=frozenset(StemSet), resumable=False)
 
     async def start(self, task: SeparationTask) -> str:
         if task.input_path is None:
             raise StemhubError(ErrorCode.INVALID_REQUEST, "The bench backend needs a file.")
         await self.completions.ensure_listening()
-        with task.input_path.open("rb") as handle:
-            async with self.session.post("/upload", data=_read_chunks(handle)) as uploaded:
-                uploaded.raise_for_status()
-                upload_key = (await uploaded.json())["uploadKey"]
+        async with self.uploads:
+            with task.input_path.open("rb") as handle:
+                async with self.session.post("/upload", data=_read_chunks(handle)) as uploaded:
+                    uploaded.raise_for_status()
+                    upload_key = (await uploaded.json())["uploadKey"]
         body = {"uploadKey": upload_key, "fileName": task.filename}
         async with self.session.post("/jobs", json=body) as created:
             created.raise_for_status()

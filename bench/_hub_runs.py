@@ -50,6 +50,7 @@ class RunFigures:
     base_rss_mb: float
     peak_rss_mb: float
     failures: int
+    cpu_s: float
     failure_sample: str | None = None
     workers: int | None = None
     submit_s: float | None = None
@@ -79,6 +80,12 @@ def current_rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_s() -> float:
+    """CPU seconds this process used so far (all threads); robust to a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -149,11 +156,13 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
                     timeline.submitted[job.id] = arrived
 
                 sampler = asyncio.create_task(sample())
+                cpu_before = cpu_s()
                 started = time.perf_counter()
                 await asyncio.gather(*(submit(request) for request in requests))
                 submit_s = time.perf_counter() - started
                 await asyncio.wait_for(timeline.all_delivered.wait(), delay_s + 120 + n / 20)
                 wall = time.perf_counter() - started
+                cpu = cpu_s() - cpu_before
                 sampler.cancel()
             finally:
                 await hub.close()
@@ -177,6 +186,7 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
         base_rss_mb=base_rss,
         peak_rss_mb=peak_rss_mb(),
         failures=len(timeline.failures),
+        cpu_s=cpu,
         failure_sample=next(iter(timeline.failures.values()), None),
         submit_s=submit_s,
     )
@@ -235,6 +245,7 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
     base_rss = current_rss_mb()
     arrived: list[float] = []
     futures: list[asyncio.Future[tuple[float, float]]] = []
+    cpu_before = cpu_s()
     started = time.perf_counter()
     for i in range(n):
         arrived.append(time.perf_counter())
@@ -244,6 +255,7 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
     submit_s = time.perf_counter() - started
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     wall = time.perf_counter() - started
+    cpu = cpu_s() - cpu_before
     bot.client.close()
     added: list[float] = []
     end_to_end: list[float] = []
@@ -265,6 +277,7 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
         base_rss_mb=base_rss,
         peak_rss_mb=peak_rss_mb(),
         failures=len(errors),
+        cpu_s=cpu,
         failure_sample=errors[0] if errors else None,
         workers=workers,
         submit_s=submit_s,

@@ -4,7 +4,9 @@ Slack gives an app 3 seconds to acknowledge a command, a shortcut or an event. T
 sends N signed slash commands (default 1,000), one after another, to the hub's HTTP
 server on loopback and measures the time to each HTTP answer (the ack), while the jobs
 those commands start run in the background (fetch, fake separation, upload to the mock
-Web API). In the same run, on the same server, the same client measures baselines:
+Web API). In the same run, on the same server, the same client measures baselines,
+interleaved with the stemhub requests (one of each per round, in rotating order) so
+all four see the same background load:
 
 - ``floor``: a route on the hub's app that answers 200 to any POST (uvicorn + Starlette);
 - ``bare hmac``: a route that only checks the v0 signature and answers 200;
@@ -217,24 +219,28 @@ async def ack_latency(work: Path, requests: int) -> list[tuple[str, dict[str, fl
         song = public.url + "/cdn/song.wav"
         commands = [
             slash_command(f"{song} vocals", response_url=api.response_url(f"c{i}"))
-            for i in range(requests)
+            for i in range(requests + 1)
         ]
-        warm = commands[:20]
-        await _measure(client, f"{server.url}/bench/floor", warm)
-        await _measure(client, f"{server.url}/bench/bare", warm)
-        await _measure(client, f"{server.url}/bench/bolt", warm)
-        results = [
-            ("floor", await _measure(client, f"{server.url}/bench/floor", commands)),
-            ("bare hmac", await _measure(client, f"{server.url}/bench/bare", commands)),
-            ("bolt default", await _measure(client, f"{server.url}/bench/bolt", commands)),
-        ]
-        await _measure(client, f"{server.url}/slack/events", [commands[0]])
+        endpoints = {
+            "floor": f"{server.url}/bench/floor",
+            "bare hmac": f"{server.url}/bench/bare",
+            "bolt default": f"{server.url}/bench/bolt",
+            "stemhub /split": f"{server.url}/slack/events",
+        }
+        for url in endpoints.values():
+            await _measure(client, url, commands[:1])
         await _drain(hub)
-        stemhub = await _measure(client, f"{server.url}/slack/events", commands)
-        results.append(("stemhub /split", stemhub))
-        jobs_seen = len(await hub.store.list_jobs(limit=requests + 10))
-        await _drain(hub, within_s=600)
+        # one request to each endpoint per round, so all see the same background load
+        samples: dict[str, list[float]] = {name: [] for name in endpoints}
+        for index, body in enumerate(commands[1:]):
+            names = list(endpoints)
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name] += await _measure(client, endpoints[name], [body])
+        jobs_seen = len(await hub.store.list_jobs(limit=requests + 10)) - 1
+        await _drain(hub, within_s=900)
         print(f"stemhub started {jobs_seen} jobs while acking; all delivered")
+        results = list(samples.items())
         return [(name, _percentiles(samples)) for name, samples in results]
 
 

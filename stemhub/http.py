@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from stemhub.errors import StemhubError
+from stemhub.errors import ErrorCode, StemhubError
 from stemhub.outputs import FILES_PREFIX
 
 if TYPE_CHECKING:
@@ -40,6 +41,16 @@ def error_response(error: StemhubError, *, headers: dict[str, str] | None = None
 async def _stemhub_error_handler(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StemhubError)
     return error_response(exc)
+
+
+async def _http_error_handler(_request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the same envelope as every other error."""
+    assert isinstance(exc, HTTPException)
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.INVALID_REQUEST}.get(
+        exc.status_code, ErrorCode.INVALID_REQUEST
+    )
+    body = {"error": {"code": code.value, "message": str(exc.detail)}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def plugin_routes(hub: Hub) -> list[BaseRoute]:
@@ -79,7 +90,8 @@ def build_app(hub: Hub, *, extra_routes: list[BaseRoute] | None = None) -> Starl
     ]
     routes += plugin_routes(hub)
     routes += extra_routes or []
-    app = Starlette(routes=routes, exception_handlers={StemhubError: _stemhub_error_handler})
+    handlers = {StemhubError: _stemhub_error_handler, HTTPException: _http_error_handler}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.hub = hub
     return app
 

@@ -74,7 +74,7 @@ class OutputStore:
         except ValueError:
             raise StemhubError(ErrorCode.FORBIDDEN, "This link is not valid.") from None
         expected = self._signature(job_id, filename, expires_at)
-        if not hmac.compare_digest(expected, signature):
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
             raise StemhubError(ErrorCode.FORBIDDEN, "This link is not valid.")
         if expires_at < time.time():
             raise StemhubError(ErrorCode.JOB_EXPIRED, "This link has expired; ask for a new one.")

@@ -241,11 +241,12 @@ class FakeStemSplitState:
     idempotency: dict[str, str] = field(default_factory=dict)
     signing_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     delivery_made: asyncio.Event = field(default_factory=asyncio.Event)
-    _window: tuple[int, int] = (0, 0)
-    _t0: float = 0.0
+    window: tuple[int, int] = field(default=(0, 0), init=False)
+    """(index, requests) of the current rate-limit window."""
+    started: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
-        self._t0 = self.clock.monotonic()
+        self.started = self.clock.monotonic()
 
     def fail(self, route: str = "*", status: int | None = 500, **options: Any) -> Fault:
         """Inject a fault (see :class:`Fault`); returns it so a test can inspect it."""
@@ -341,13 +342,13 @@ class _FakeApi:
         """Count one request in the current window; its headers and whether it is over."""
         state = self.state
         now = state.clock.monotonic()
-        index = int((now - state._t0) // state.rate_window_s)
-        window, used = state._window
+        index = int((now - state.started) // state.rate_window_s)
+        window, used = state.window
         if window != index:
             used = 0
         used += 1
-        state._window = (index, used)
-        window_end = state._t0 + (index + 1) * state.rate_window_s
+        state.window = (index, used)
+        window_end = state.started + (index + 1) * state.rate_window_s
         reset_in = window_end - now
         headers = {
             "X-RateLimit-Limit": str(state.rate_limit),

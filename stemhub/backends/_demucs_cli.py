@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from stemhub.backends._demucs_pull import default_endpoint, pull_model
 from stemhub.backends._demucs_weights import KNOWN_MODELS, WeightsError, locate
@@ -29,8 +28,8 @@ models_app = typer.Typer(
     help="HT-Demucs weights for the demucs backend: pull them, list what is here.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -69,7 +68,8 @@ def pull(
         pulled = asyncio.run(pull_model(name, folder, endpoint=source, started=started))
     except StemhubError as error:
         err_console.print(f"[red]error[/red] {error.code.value}: {escape(error.message)}")
-        code = EXIT_USAGE if error.code is ErrorCode.NOT_FOUND else EXIT_FAILED
+        usage = error.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST)
+        code = EXIT_USAGE if usage else EXIT_FAILED
         raise typer.Exit(code) from None
     console.print(
         escape(
@@ -80,7 +80,9 @@ def pull(
     if not any(_same_folder(folder, path) for path, _ in search_folders(settings, demucs)):
         console.print(escape(f"Set STEMHUB_DEMUCS_REPO={folder} so the demucs backend finds it."))
     if name != demucs.model:
-        console.print(f"Set STEMHUB_DEMUCS_MODEL={name} to use it instead of {demucs.model}.")
+        console.print(
+            escape(f"Set STEMHUB_DEMUCS_MODEL={name} to use it instead of {demucs.model}.")
+        )
     readiness = check_readiness(settings, demucs.model_copy(update={"repo": folder, "model": name}))
     if readiness.files is None and readiness.advice:
         console.print(escape(readiness.advice))
@@ -91,21 +93,19 @@ def list_models() -> None:
     """Which demucs models have weights on this machine, and where."""
     settings, demucs = Settings(), DemucsSettings()
     folders = search_folders(settings, demucs)
-    table = Table(title="HT-Demucs models")
-    table.add_column("model")
-    table.add_column("weights")
     for name in dict.fromkeys([demucs.model, *KNOWN_MODELS]):
         try:
             files = locate(name, folders)
-            where = escape(files.describe()) if files is not None else "-"
+            where = files.describe() if files is not None else "not on this machine"
         except WeightsError as exc:
-            where = f"[red]damaged[/red]: {escape(str(exc))}"
+            where = f"damaged: {exc}"
         marker = " (configured)" if name == demucs.model else ""
-        table.add_row(name + marker, where)
-    console.print(table)
+        console.print(escape(f"{name}{marker}: {where}"))
     readiness = check_readiness(settings, demucs)
     if readiness.files is None:
         console.print(f"The demucs backend is not available: {escape(readiness.advice or '')}")
+        if readiness.searched:
+            console.print(escape(f"Searched: {readiness.searched}."))
     else:
         console.print(escape(f"The demucs backend uses {readiness.files.describe()}."))
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from stemhub.backends._demucs_weights import (
 from stemhub.errors import ErrorCode, StemhubError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Model names and member signatures become file names: no paths, nothing hidden."""
 FIRST_CONTACT_S = 15.0
 CHUNK_BYTES = 1 << 20
 
@@ -140,7 +143,6 @@ async def pull_model(
     folder: Path,
     *,
     endpoint: str | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
     started: FileStarted | None = None,
 ) -> Pulled:
     """Download model ``name`` into ``folder``; files already there are kept.
@@ -154,6 +156,11 @@ async def pull_model(
             f"Pulling reads the model's description with PyYAML: {INSTALL_HINT} "
             "(or pip install pyyaml).",
         )
+    if not SAFE_NAME.fullmatch(name):
+        raise StemhubError(
+            ErrorCode.INVALID_REQUEST,
+            f"{name!r} is not a model name; known names: {', '.join(KNOWN_MODELS)}.",
+        )
     endpoint = (endpoint or default_endpoint()).rstrip("/")
     base = f"{endpoint}/{hf_repo_id(name)}/resolve/main"
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -162,9 +169,7 @@ async def pull_model(
     timeout = httpx.Timeout(60.0, connect=10.0)
     downloaded: list[Path] = []
     kept: list[Path] = []
-    async with httpx.AsyncClient(
-        follow_redirects=True, timeout=timeout, transport=transport
-    ) as client:
+    async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
         try:
             await _download(
                 client,
@@ -183,7 +188,14 @@ async def pull_model(
                     f"The description of {name} from {endpoint} cannot be read.",
                     operator_message=str(exc),
                 ) from exc
-            for sig in data["models"]:
+            signatures = [str(sig) for sig in data["models"]]
+            if not signatures or not all(SAFE_NAME.fullmatch(sig) for sig in signatures):
+                raise StemhubError(
+                    ErrorCode.BACKEND_ERROR,
+                    f"The description of {name} from {endpoint} names no usable files.",
+                    operator_message=f"models: {signatures!r}",
+                )
+            for sig in signatures:
                 target = folder / f"{sig}.safetensors"
                 if target.is_file():
                     kept.append(target)

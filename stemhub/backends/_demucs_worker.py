@@ -202,25 +202,51 @@ def _model_segment(model: Any) -> float:
     return float(getattr(first, "segment", 8.0))
 
 
+def _to_model(audio: media.AudioArray, rate: int, model: Any) -> Any:
+    """The mix as the model wants it: its channel count and its sample rate."""
+    import torch
+    from julius.resample import resample_frac
+
+    mix = torch.from_numpy(audio)
+    wanted = int(model.audio_channels)
+    if mix.shape[0] < wanted:
+        mix = mix[:1].expand(wanted, -1)
+    elif mix.shape[0] > wanted:
+        mix = mix[:wanted]
+    if rate != int(model.samplerate):
+        mix = resample_frac(mix.contiguous(), rate, int(model.samplerate))
+    return mix
+
+
+def _from_model(wave: Any, model_rate: int, rate: int, length: int, channels: int) -> Any:
+    """A stem back at the input's rate, length (to the sample) and channel count."""
+    import torch
+    from julius.resample import resample_frac
+
+    if rate != model_rate:
+        wave = resample_frac(wave.contiguous(), model_rate, rate, output_length=length)
+    wave = torch.nn.functional.pad(wave[..., :length], (0, max(0, length - wave.shape[-1])))
+    if channels == 1:
+        wave = wave.mean(0, keepdim=True)
+    return wave.to("cpu", torch.float32).numpy()
+
+
 def separate(order: WorkOrder, model: Any, device: str, conn: Connection) -> WorkDone:
-    """Decode, resample to the model's rate, separate, resample back, write each stem."""
+    """Decode, resample to the model's rate, separate, resample back, write each stem.
+
+    The mix is normalised the way demucs was trained (zero mean, unit deviation) and
+    the estimates scaled back, so quiet and loud songs separate alike.
+    """
     import torch
     from demucs.apply import apply_model
-    from julius.resample import resample_frac
 
     sources = tuple(str(s) for s in model.sources)
     groups = stem_groups(order.stem_set, sources)
     audio, rate = media.decode(order.input_path)
     channels, length = audio.shape
     bpm, key = _analyse(audio, rate)
-    mix = torch.from_numpy(audio)
-    model_channels, model_rate = int(model.audio_channels), int(model.samplerate)
-    if channels < model_channels:
-        mix = mix[:1].expand(model_channels, -1)
-    elif channels > model_channels:
-        mix = mix[:model_channels]
-    if rate != model_rate:
-        mix = resample_frac(mix.contiguous(), rate, model_rate)
+    model_rate = int(model.samplerate)
+    mix = _to_model(audio, rate, model)
     reference = mix.mean(0)
     center, scale = reference.mean(), reference.std()
     if not float(scale) > 1e-8:
@@ -251,15 +277,9 @@ def separate(order: WorkOrder, model: Any, device: str, conn: Connection) -> Wor
     wanted = [stem for stem in order.stems if stem in groups]
     for done, stem in enumerate(wanted):
         indices = [sources.index(source) for source in groups[stem]]
-        wave = estimates[indices].sum(0)
-        if rate != model_rate:
-            wave = resample_frac(wave.contiguous(), model_rate, rate, output_length=length)
-        wave = torch.nn.functional.pad(wave[..., :length], (0, max(0, length - wave.shape[-1])))
-        if channels == 1:
-            wave = wave.mean(0, keepdim=True)
+        wave = _from_model(estimates[indices].sum(0), model_rate, rate, length, channels)
         path = order.out_dir / f"{stem}.{order.output_format.extension}"
-        array = wave.to("cpu", torch.float32).numpy()
-        size = media.encode(path, array, rate, order.output_format)
+        size = media.encode(path, wave, rate, order.output_format)
         written.append(StemWritten(stem, path, size, length / rate))
         tracker.send(SEPARATE_END + (100.0 - SEPARATE_END) * (done + 1) / len(wanted))
     return WorkDone(tuple(written), describe_device(device), sources, bpm, key)

@@ -24,6 +24,7 @@ import contextlib
 import heapq
 import itertools
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from stemhub.stemsplit_wire import DEFAULT_RATE_LIMIT, RATE_LIMIT_WINDOW_S, RateLimitInfo
@@ -89,6 +90,8 @@ class PacerStats:
     wait_s: float = 0.0
     max_wait_s: float = 0.0
     pauses: int = 0
+    peak_in_window: int = 0
+    """The most requests granted in any ``window_s`` so far (the limit's own measure)."""
     by_priority: dict[int, int] = field(default_factory=dict)
 
 
@@ -118,6 +121,7 @@ class RequestPacer:
         self._seq = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
+        self._recent: deque[float] = deque()
         self.stats = PacerStats()
 
     def _set_limit(self, limit: int) -> None:
@@ -170,8 +174,14 @@ class RequestPacer:
     def _grant(self, priority: int, started: float, *, taken: bool = False) -> None:
         if not taken:
             self._tokens -= 1.0
-        waited = self.clock.monotonic() - started
+        now = self.clock.monotonic()
+        waited = now - started
+        recent = self._recent
+        recent.append(now)
+        while recent[0] <= now - self.window_s:
+            recent.popleft()
         stats = self.stats
+        stats.peak_in_window = max(stats.peak_in_window, len(recent))
         stats.granted += 1
         stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
         if waited > 0:

@@ -96,6 +96,9 @@ class Readiness:
 
     files: ModelFiles | None
     advice: str | None = None
+    """What to do, for whoever typed the command (no server paths)."""
+    searched: str | None = None
+    """Where weights were looked for, for the operator."""
 
 
 def check_readiness(settings: Settings, demucs: DemucsSettings) -> Readiness:
@@ -115,10 +118,10 @@ def check_readiness(settings: Settings, demucs: DemucsSettings) -> Readiness:
         searched = ", ".join(str(folder) for folder, _ in folders)
         return Readiness(
             None,
-            f"No weights for the HT-Demucs model {name} were found (searched {searched}, "
-            f"the Hugging Face and torch hub caches). Run `stemhub models pull --name {name}` "
-            f"where the internet is reachable, or put the model files in a folder and set "
-            f"STEMHUB_DEMUCS_REPO to it.",
+            f"No weights for the HT-Demucs model {name} were found. Run `stemhub models pull "
+            f"--name {name}` where the internet is reachable, or put the model files in a "
+            f"folder and set STEMHUB_DEMUCS_REPO to it.",
+            f"{searched}, the Hugging Face cache, the torch hub cache",
         )
     return Readiness(files)
 
@@ -204,7 +207,7 @@ class DemucsBackend(Backend):
             raise StemhubError(
                 ErrorCode.BACKEND_UNAVAILABLE,
                 f"The demucs backend cannot run here. {readiness.advice}",
-                operator_message=readiness.advice,
+                operator_message=f"searched {readiness.searched}" if readiness.searched else None,
             )
         if task.input_path is None:
             raise StemhubError(
@@ -326,6 +329,8 @@ class DemucsBackend(Backend):
         if readiness.files is None:
             facts["available"] = False
             facts["todo"] = readiness.advice
+            if readiness.searched:
+                facts["searched"] = readiness.searched
         else:
             facts["weights"] = readiness.files.describe()
         return facts

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import json
 import socket
 import time
@@ -111,7 +112,7 @@ def hf_export(model: Any, sig: str) -> dict[str, bytes]:
     }
 
 
-def mirror_app(repo_id: str, files: dict[str, bytes]) -> Starlette:
+def mirror_app(repo_id: str, files: dict[str, bytes], digests: dict[str, str]) -> Starlette:
     """A Hugging Face-like mirror: ``resolve`` redirects weights to a CDN path, as the hub does."""
 
     async def resolve(request: Request) -> Response:
@@ -120,7 +121,7 @@ def mirror_app(repo_id: str, files: dict[str, bytes]) -> Starlette:
         if repo != repo_id or filename not in files:
             return Response("Repository not found", status_code=404)
         if filename.endswith(".safetensors"):
-            digest = hashlib.sha256(files[filename]).hexdigest()
+            digest = digests.get(filename) or hashlib.sha256(files[filename]).hexdigest()
             headers = {"X-Linked-Etag": f'"{digest}"'}
             return RedirectResponse(f"/cdn/{filename}", status_code=302, headers=headers)
         return Response(files[filename])
@@ -142,8 +143,16 @@ def mirror_files() -> dict[str, bytes]:
 
 
 @pytest.fixture
-def mirror(mirror_files: dict[str, bytes]) -> Iterator[RunningServer]:
-    with serve(mirror_app("adefossez/HTDemucs-6s", mirror_files)) as server:
+def mirror_digests() -> dict[str, str]:
+    """sha256 the mirror states for a file, when a test wants it to lie."""
+    return {}
+
+
+@pytest.fixture
+def mirror(
+    mirror_files: dict[str, bytes], mirror_digests: dict[str, str]
+) -> Iterator[RunningServer]:
+    with serve(mirror_app("adefossez/HTDemucs-6s", mirror_files, mirror_digests)) as server:
         yield server
 
 
@@ -253,6 +262,47 @@ def mono_mp3(path: Path, rate: int, seconds: float) -> Path:
     return path
 
 
+def test_models_pull_keeps_nothing_of_a_damaged_download(
+    machine: Path,
+    mirror: RunningServer,
+    mirror_files: dict[str, bytes],
+    mirror_digests: dict[str, str],
+) -> None:
+    pytest.importorskip("yaml", reason="pulling reads yaml (PyYAML)")
+    mirror_files["htdemucs_6s.yaml"] = b"models: ['0badf11e']\n"
+    mirror_files["0badf11e.safetensors"] = b"weights, cut short"
+    mirror_digests["0badf11e.safetensors"] = "0" * 64
+    folder = machine / "pulled"
+    result = CliRunner().invoke(
+        models_cli(),
+        ["models", "pull", "--name", "htdemucs_6s", "--to", str(folder), "--endpoint", mirror.url],
+    )
+    assert result.exit_code == 1, result.output
+    assert "damaged" in result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_models_list_finds_weights_earlier_demucs_runs_left_in_the_caches(machine: Path) -> None:
+    pytest.importorskip("yaml", reason="bag descriptions are yaml (PyYAML)")
+    snapshot = machine / "hf-cache" / "models--adefossez--HTDemucs" / "snapshots" / "c0ffee"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("c0ffee")
+    (snapshot / "htdemucs.yaml").write_text("models: ['955717e8']\n")
+    (snapshot / "955717e8.safetensors").write_bytes(b"weights")
+    checkpoints = machine / "torch-home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "5c90dfd2-34c22ccb.th").write_bytes(b"weights")
+
+    listed = CliRunner().invoke(models_cli(), ["models", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = dict(line.split(": ", 1) for line in listed.output.splitlines() if ": " in line)
+    assert "the Hugging Face cache" in lines["htdemucs (configured)"]
+    if importlib.util.find_spec("demucs") is not None:
+        assert "the torch hub cache" in lines["htdemucs_6s"]
+    assert lines["htdemucs_ft"] == "not on this machine"
+
+
 async def test_stems_keep_rate_length_and_channels_and_both_agrees_with_four_stems(
     machine: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,12 +388,13 @@ def test_pull_from_a_mirror_then_split_into_six_stems(
     assert stems == sorted(StemSet.SIX_STEMS.stems)
 
 
+@pytest.mark.slow
 async def test_cancel_stops_a_running_separation_and_the_next_job_still_runs(
     machine: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save_repo(machine / "repo", "htdemucs", tiny_model(FOUR_SOURCES))
     monkeypatch.setenv("STEMHUB_DEMUCS_REPO", str(machine / "repo"))
-    long_song = write_test_tone(machine / "long.wav", seconds=60.0)
+    long_song = write_test_tone(machine / "long.wav", seconds=30.0)
     short_song = write_test_tone(machine / "short.wav", seconds=1.0)
     async with open_hub(machine) as hub:
         job = await hub.submit(file_request(long_song, StemSet.FOUR_STEMS))

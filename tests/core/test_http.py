@@ -18,6 +18,8 @@ async def test_health_and_ready(stemhub_hub: Hub) -> None:
         assert (await client.get(server.url + "/healthz")).json() == {"status": "ok"}
         ready = await client.get(server.url + "/readyz")
         assert ready.status_code == 200 and ready.json()["store"] == "sqlite"
+        missing = await client.get(server.url + "/no/such/route")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
 
 
 async def test_signed_links_download_and_refuse_forgery(
@@ -41,6 +43,8 @@ async def test_signed_links_download_and_refuse_forgery(
         base = f"{parts.scheme}://{parts.netloc}{parts.path}"
         forged = await client.get(base, params={"exp": query["exp"][0], "sig": "A" * 43})
         assert forged.status_code == 403
+        unicode_sig = await client.get(base, params={"exp": query["exp"][0], "sig": "é" * 43})
+        assert unicode_sig.status_code == 403
         assert forged.json()["error"]["code"] == "FORBIDDEN"
         longer = await client.get(
             base, params={"exp": str(int(query["exp"][0]) + 9999), "sig": query["sig"][0]}

@@ -90,6 +90,7 @@ def _base(
     permissions: int = SEND_MESSAGES,
     user_id: int = USER_ID,
     size_limit: int = 10 * 1024 * 1024,
+    thread_of: int | None = None,
 ) -> dict[str, Any]:
     interaction_id = snowflake(created)
     payload: dict[str, Any] = {
@@ -121,6 +122,25 @@ def _base(
                 "parent_id": None,
                 "topic": None,
                 "last_message_id": None,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+            }
+            if thread_of is None
+            else {
+                "id": str(channel_id),
+                "type": 11,
+                "guild_id": str(GUILD_ID),
+                "name": "a thread",
+                "parent_id": str(thread_of),
+                "owner_id": str(user_id),
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": 1440,
+                    "archive_timestamp": "2026-11-21T09:00:00.000000+00:00",
+                    "locked": False,
+                },
+                "message_count": 1,
+                "member_count": 1,
                 "rate_limit_per_user": 0,
                 "flags": 0,
             },

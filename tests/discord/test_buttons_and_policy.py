@@ -90,6 +90,16 @@ async def test_only_allowed_channels_may_split(make_bot: BotFactory, song: Path)
     assert not bot.fake.find("GET", "/cdn/")
 
 
+async def test_threads_under_an_allowed_channel_may_split(make_bot: BotFactory, song: Path) -> None:
+    async with make_bot(env=guilds_env(allowed_channels=[42])) as bot:
+        payload = p.split_command(
+            file=song_attachment(bot.fake, song), channel_id=4242, thread_of=42
+        )
+        job = await bot.run(payload)
+    assert job.origin.thread_id == "4242"
+    assert job.origin.context["parent_channel_id"] == "42"
+
+
 async def test_allowed_roles_and_server_managers(make_bot: BotFactory, song: Path) -> None:
     async with make_bot(env=guilds_env(allowed_roles=[ROLE_ID])) as bot:
         refused = p.split_command(file=song_attachment(bot.fake, song))

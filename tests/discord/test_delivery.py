@@ -141,3 +141,12 @@ async def test_a_restart_in_the_middle_of_delivery_never_posts_twice(
     assert len(followups) == 1
     assert len(followups[0].files) == 2
     assert set(job.delivery["sent"]) == {"result", "files:1"}
+
+
+async def test_the_interaction_token_is_stored_only_sealed(bot: Bot, song: Path) -> None:
+    payload = p.split_command(file=song_attachment(bot.fake, song))
+    job = await bot.run(payload)
+    async with bot.hub.store.engine.connect() as conn:
+        raw = (await conn.exec_driver_sql("SELECT data FROM jobs")).scalar_one()
+    assert payload["token"] not in raw
+    assert job.origin.context["token"].startswith("sealed:")

@@ -7,7 +7,9 @@ so a long song never has to be in memory at once.
 - Tempo: spectral flux of the log-compressed spectrum gives an onset envelope; its
   autocorrelation is scored for every candidate beat period with the period's multiples
   and half (a tempogram folded onto one axis), over 70-180 BPM, where people expect a
-  tempo to be reported; the best candidate is refined by parabolic interpolation.
+  tempo to be reported, weighted by a log-normal preference for tempos near 120; the
+  best candidate is refined by parabolic interpolation. Near the ends of the range a
+  song may come out at half or double the tempo a musician would count.
 - Key: a chroma vector (spectral energy per pitch class, 65 Hz-5 kHz, from the pitched
   part of the spectrum) correlated with the Krumhansl-Kessler major and minor profiles
   in all twelve transpositions.
@@ -24,6 +26,7 @@ Audio = NDArray[np.float32]
 PITCH_CLASSES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MIN_BPM = 70.0
 MAX_BPM = 180.0
+TEMPO_PRIOR_OCTAVES = 0.7
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -120,7 +123,10 @@ def estimate_bpm(envelope: NDArray[np.float64], fps: float) -> float | None:
 
     candidates = np.arange(MIN_BPM, MAX_BPM, 0.1)
     lags = 60.0 * fps / candidates
-    score = at(lags) + 0.5 * at(2 * lags) + 0.25 * at(4 * lags) + 0.5 * at(lags / 2)
+    score = at(lags) + 0.5 * at(2 * lags) + 0.25 * at(4 * lags) + 0.25 * at(lags / 2)
+    # listeners favour tempos near 120: between a tempo and its half or double, both in
+    # range, the one closer to 120 wins unless the other is clearly stronger
+    score *= np.exp(-0.5 * (np.log2(candidates / 120.0) / TEMPO_PRIOR_OCTAVES) ** 2)
     best = int(np.argmax(score))
     if score[best] <= 0.05:
         return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import uuid
@@ -37,6 +38,8 @@ from stemhub.models import BackendCapabilities, OutputFormat, StemSet
 
 if TYPE_CHECKING:
     from stemhub.hub import Hub
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.25
 CANCEL_GRACE_S = 2.0
@@ -112,13 +115,17 @@ class LocalBackend(Backend):
             control_path=control.path,
             threads=self.threads,
         )
-        try:
-            future = self._executor().submit(worker.run, order)
-        except BrokenProcessPool:
-            self._pool = None
-            future = self._executor().submit(worker.run, order)
+        # starting worker processes can take a while: keep it off the event loop
+        future = await asyncio.to_thread(self._submit, order)
         self._running[engine_id] = _Running(future, control, task)
         return engine_id
+
+    def _submit(self, order: worker.WorkOrder) -> Future[worker.WorkReport]:
+        try:
+            return self._executor().submit(worker.run, order)
+        except BrokenProcessPool:
+            self._pool = None
+            return self._executor().submit(worker.run, order)
 
     async def wait(
         self, task: SeparationTask, remote_id: str, progress: ProgressCallback
@@ -150,6 +157,14 @@ class LocalBackend(Backend):
                 "The local engine stopped unexpectedly; try again, or a shorter file.",
                 retryable=True,
                 operator_message=f"engine worker died: {exc}",
+            ) from exc
+        except Exception as exc:
+            # a bug in the engine: keep its traceback in the log, tell the user plainly
+            log.exception("local engine failed on job %s", task.job_id)
+            raise StemhubError(
+                ErrorCode.BACKEND_ERROR,
+                "The local engine failed on this file.",
+                operator_message=f"{type(exc).__name__}: {exc}",
             ) from exc
         finally:
             if running.future.done():

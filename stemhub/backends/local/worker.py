@@ -123,7 +123,11 @@ def warm_up() -> None:
 
 
 def run(order: WorkOrder) -> WorkReport:
-    """Separate one file into ``order.stems``; never raises (errors go in the report)."""
+    """Separate one file into ``order.stems``.
+
+    Expected failures (bad audio, cancel, a full disk) come back in the report; anything
+    else is a bug and propagates, with its traceback, to the hub's log.
+    """
     started = time.perf_counter()
     try:
         with Control(order.control_path) as control:
@@ -132,11 +136,11 @@ def run(order: WorkOrder) -> WorkReport:
         report = WorkReport(cancelled=True)
     except StemhubError as exc:
         report = WorkReport(error=(exc.code.value, exc.message, exc.operator_message))
-    except (OSError, ValueError, MemoryError) as exc:
+    except (OSError, MemoryError) as exc:
         report = WorkReport(
             error=(
                 ErrorCode.BACKEND_ERROR.value,
-                "The local engine could not separate this file.",
+                "The local engine could not write the stems (out of disk space or memory?).",
                 f"{type(exc).__name__}: {exc}",
             )
         )
@@ -169,6 +173,7 @@ def _separate(order: WorkOrder, control: Control) -> WorkReport:
             yield block
 
     extension = order.output_format.extension
+    order.out_dir.mkdir(parents=True, exist_ok=True)
     writers = {
         stem: media.AudioWriter(
             order.out_dir / f"{stem}.{extension}", sample_rate, channels, order.output_format

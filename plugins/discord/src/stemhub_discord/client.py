@@ -8,7 +8,6 @@ Only the ``guilds`` intent is asked for, so channels and roles resolve from the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -101,9 +100,6 @@ def build_client(settings: DiscordSettings, frontend: DiscordFrontend) -> discor
     client.tree = app_commands.CommandTree(client)
     register_commands(client.tree, frontend)
     return client
-
-
-Handler = Callable[[discord.Interaction[Any]], Awaitable[None]]
 
 
 def register_commands(tree: app_commands.CommandTree[Any], frontend: DiscordFrontend) -> None:

@@ -17,7 +17,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from stemhub import ErrorCode, Job, StemhubError
+from stemhub import ErrorCode, Job, Stage, StemhubError
 from stemhub.frontend import Frontend
 from stemhub_discord.client import build_client, invoker_from
 from stemhub_discord.delivery import DEFAULT_ATTACHMENT_LIMIT, JobDelivery, Recipient
@@ -169,7 +169,7 @@ class DiscordFrontend(Frontend):
 
     def on_job_event(self, job: Job) -> None:
         """A hook saw the job move: queue a (coalesced) progress edit."""
-        if job.origin.platform != self.name or job.finished:
+        if job.origin.platform != self.name or job.stage is Stage.DONE:
             return
         if job.id in self._responders or self._token_alive(job):
             self.progress.update(job)

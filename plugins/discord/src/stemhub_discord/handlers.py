@@ -41,7 +41,6 @@ from stemhub_discord.render import (
     parse_stems,
     result_embed,
     result_view,
-    stems_label,
 )
 from stemhub_discord.replies import InteractionExpired, Reply, Responder
 from stemhub_discord.settings import DiscordSettings
@@ -325,10 +324,6 @@ class CommandHandlers:
         return embed
 
 
-def describe_request(job: Job) -> str:
-    return f"{job.request.source.display_name} ({stems_label(job.request.stems)})"
-
-
 def token_alive(context: dict[str, Any], *, margin_s: float, now: float | None = None) -> bool:
     expires = context.get("token_expires_at")
     if not isinstance(expires, int | float) or not context.get("token"):
@@ -340,7 +335,6 @@ __all__ = [
     "TOKEN_PURPOSE",
     "CommandHandlers",
     "Invoker",
-    "describe_request",
     "new_reference",
     "token_alive",
 ]

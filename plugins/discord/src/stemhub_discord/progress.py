@@ -68,10 +68,6 @@ class ProgressEditor:
                 self._run(tracked), name=f"discord-progress-{job.id}"
             )
 
-    def edits(self, job_id: str) -> int:
-        tracked = self._jobs.get(job_id)
-        return tracked.edits if tracked is not None else 0
-
     async def finish(self, job_id: str) -> int:
         """Stop editing a job (its result comes next); returns how many edits were made."""
         tracked = self._jobs.pop(job_id, None)

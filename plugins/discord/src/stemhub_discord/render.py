@@ -74,10 +74,6 @@ def progress_text(job: Job) -> str:
     return f"\N{OUTBOX TRAY} Delivering the stems of **{name}**..."
 
 
-def progress_reply(job: Job, *, ephemeral: bool = False) -> Reply:
-    return Reply(content=progress_text(job), ephemeral=ephemeral)
-
-
 def _facts(job: Job) -> str:
     request = job.request
     facts = [stems_label(request.stems), request.output_format.value]
@@ -177,7 +173,6 @@ __all__ = [
     "error_embed",
     "error_reply",
     "parse_stems",
-    "progress_reply",
     "progress_text",
     "result_embed",
     "result_view",

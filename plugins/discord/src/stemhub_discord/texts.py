@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from stemhub import ErrorCode, StemSet
+from stemhub import ErrorCode
 
 ERROR_TEXT: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.INVALID_REQUEST: (
@@ -97,14 +97,6 @@ ERROR_TEXT: dict[ErrorCode, tuple[str, str]] = {
     ),
 }
 
-STEM_SET_LABELS: dict[StemSet, str] = {
-    StemSet.BOTH: "Vocals + instrumental",
-    StemSet.FOUR_STEMS: "4 stems (vocals, drums, bass, other)",
-    StemSet.SIX_STEMS: "6 stems (+ guitar, piano)",
-    StemSet.VOCALS: "Vocals only",
-    StemSet.INSTRUMENTAL: "Instrumental only",
-}
-
 STEM_EMOJI: dict[str, str] = {
     "vocals": "\N{MICROPHONE}",
     "instrumental": "\N{MUSICAL KEYBOARD}",
@@ -153,7 +145,6 @@ def human_duration(seconds: float | None) -> str:
 __all__ = [
     "ERROR_TEXT",
     "STEM_EMOJI",
-    "STEM_SET_LABELS",
     "error_text",
     "human_duration",
     "human_size",

@@ -11,12 +11,14 @@ big to be a request.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +30,8 @@ from stemhub_n8n_bridge.keys import ApiError, ApiKey
 
 if TYPE_CHECKING:
     from stemhub_n8n_bridge.frontend import BridgeFrontend
+
+log = logging.getLogger(__name__)
 
 Dialect = Literal["stemsplit", "v1"]
 Handler = Callable[[Request, ApiKey], Awaitable[Response]]
@@ -147,9 +151,18 @@ class Guard:
             return key, {}
         count, window_s = self.limit
         now = time.time()
-        window = await rate_windows.hit(
-            self.bridge.hub.store, f"n8n_bridge:{key.id}", limit=count, window_s=window_s, now=now
-        )
+        try:
+            window = await rate_windows.hit(
+                self.bridge.hub.store,
+                f"n8n_bridge:{key.id}",
+                limit=count,
+                window_s=window_s,
+                now=now,
+            )
+        except SQLAlchemyError as exc:
+            # the limit protects the hub; a store too busy to count must not refuse work
+            log.warning("rate limit not counted (%s); letting the request through", exc)
+            return key, {}
         headers = window.headers()
         if window.exceeded:
             wait = window.retry_after(now)
@@ -176,6 +189,14 @@ def endpoint(
             if isinstance(error, RateLimitedError):
                 headers = error.headers
             return error_json(error, dialect, headers)
+        except SQLAlchemyError as exc:
+            log.warning("store unavailable for %s: %s", request.url.path, exc)
+            busy = StemhubError(
+                ErrorCode.BACKEND_UNAVAILABLE,
+                "The hub is busy; try again in a moment.",
+                retry_after=1,
+            )
+            return error_json(busy, dialect, headers)
         response.headers.update(headers)
         return response
 

@@ -1,0 +1,289 @@
+"""Separation quality and speed of the local engine against classical baselines.
+
+    uv sync --all-packages --group bench
+    uv run --group bench python -m bench.separation            # full run (~15 min on 2 cores)
+    uv run --group bench python -m bench.separation --quick    # 4 songs, no long inputs
+
+For every song of :mod:`bench.songs` (ten synthetic songs, 40-60 s, true stems known)
+it runs, in one process and one run: the mixture as estimate, REPET-SIM (vocals), HPSS
+(drums), a low-pass (bass), REPET/HPSS/high-pass "other", our engine, and the ideal
+ratio mask (oracle). It reports per stem:
+
+- museval SDR (BSS Eval v4): median over 1 s frames per song, then median over songs
+  (the SiSEC/MUSDB18 convention),
+- whole-clip SDR from fast-bss-eval (512-tap distortion filter), median over songs,
+- the real-time factor (processing time / audio duration) of each method.
+
+Then it runs the engine on a 3-minute and a 10-minute stereo 44.1 kHz file in a fresh
+subprocess each (decode, separate into four stems, write four WAVs), and reports the
+real-time factor and the peak resident memory of that process.
+
+museval's package imports musdb and stempeg, which want the ffmpeg binary; only its
+``metrics`` module is needed here, so it is loaded on its own when ffmpeg is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from bench import baselines
+from bench.songs import DATA_DIR, SONGS, Song, load_song, long_mix_file
+
+STEMS = ("vocals", "drums", "bass", "other")
+METHODS = ("mixture", "repet_sim", "hpss", "lowpass", "classical_other", "engine", "oracle")
+CLASSICAL = ("repet_sim", "hpss", "lowpass", "classical_other")
+LABELS = {
+    "mixture": "mixture as estimate",
+    "repet_sim": "REPET-SIM (vocals)",
+    "hpss": "HPSS (drums)",
+    "lowpass": "low-pass 150 Hz (bass)",
+    "classical_other": "REPET x HPSS x high-pass (other)",
+    "best_classical": "best classical, per stem",
+    "engine": "**stemhub local engine**",
+    "oracle": "oracle ideal ratio mask",
+}
+
+
+def _museval_metrics() -> ModuleType:
+    try:
+        import museval.metrics
+
+        return museval.metrics
+    except (ImportError, RuntimeError):
+        path = Path(sysconfig.get_paths()["purelib"]) / "museval" / "metrics.py"
+        spec = importlib.util.spec_from_file_location("museval_metrics", path)
+        if spec is None or spec.loader is None:
+            raise
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def _engine_separate(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    from stemhub.backends.local.engine import Engine
+
+    engine = _engine_separate.__dict__.setdefault("engine", Engine(threads=2))
+    assert isinstance(engine, Engine)
+    return engine.separate(mix, sr)
+
+
+def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, float]:
+    """(estimates, wall seconds, CPU seconds) of one method on one song."""
+    mix = song.mix
+    sr = song.sample_rate
+    wall, cpu = time.perf_counter(), time.process_time()
+    if method == "mixture":
+        out = {stem: mix for stem in STEMS}
+    elif method == "repet_sim":
+        out = {"vocals": baselines.repet_sim(mix, sr)["vocals"]}
+    elif method == "hpss":
+        out = {"drums": baselines.hpss(mix, sr)["drums"]}
+    elif method == "lowpass":
+        out = baselines.lowpass(mix, sr)
+    elif method == "classical_other":
+        out = baselines.classical_other(mix, sr)
+    elif method == "engine":
+        out = _engine_separate(mix, sr)
+    elif method == "oracle":
+        out = baselines.oracle(song.stems, mix)
+    else:
+        raise ValueError(method)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def score(reference: np.ndarray, estimate: np.ndarray, sr: int) -> tuple[float, float]:
+    """(museval median SDR of 1 s frames, fast-bss-eval whole-clip SDR) for one stem."""
+    import fast_bss_eval
+
+    metrics = _museval_metrics()
+    ref = reference.T[None].astype(np.float64)
+    est = estimate.T[None].astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sdr, *_ = metrics.bss_eval(ref, est, window=sr, hop=sr)
+    framewise = float(np.nanmedian(sdr[0])) if np.any(np.isfinite(sdr)) else float("nan")
+    whole = float(
+        fast_bss_eval.sdr(
+            reference.reshape(1, -1).astype(np.float64),
+            estimate.reshape(1, -1).astype(np.float64),
+            clamp_db=60,
+        )[0]
+    )
+    return framewise, whole
+
+
+def _score_job(args: tuple[str, str, str, np.ndarray]) -> tuple[str, str, str, float, float]:
+    song_name, method, stem, estimate = args
+    song = load_song(song_name)
+    framewise, whole = score(song.stems[stem], estimate, song.sample_rate)
+    return song_name, method, stem, framewise, whole
+
+
+def evaluate(names: list[str], jobs: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"songs": {}, "rtf": {m: [] for m in METHODS}}
+    work = []
+    for name in names:
+        song = load_song(name)
+        for method in METHODS:
+            estimates, wall, cpu = run_method(method, song)
+            results["rtf"][method].append((wall / song.seconds, cpu / song.seconds))
+            for stem, estimate in estimates.items():
+                work.append((name, method, stem, estimate.astype(np.float32)))
+        print(f"separated {name} ({song.seconds:.0f} s)", flush=True)
+    with ProcessPoolExecutor(jobs) as pool:
+        for name, method, stem, framewise, whole in pool.map(_score_job, work, chunksize=1):
+            song_scores = results["songs"].setdefault(name, {}).setdefault(method, {})
+            song_scores[stem] = (framewise, whole)
+    return results
+
+
+def summarise(results: dict[str, Any]) -> dict[str, dict[str, tuple[float, float]]]:
+    """method -> stem -> (median museval SDR, median whole-clip SDR) over songs."""
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for method in METHODS:
+        for stem in STEMS:
+            values = [
+                scores[method][stem]
+                for scores in results["songs"].values()
+                if stem in scores.get(method, {})
+            ]
+            if values:
+                arr = np.asarray(values)
+                table.setdefault(method, {})[stem] = (
+                    float(np.nanmedian(arr[:, 0])),
+                    float(np.nanmedian(arr[:, 1])),
+                )
+    best: dict[str, tuple[float, float]] = {}
+    for stem in STEMS:
+        candidates = [table[m][stem] for m in (*CLASSICAL, "mixture") if stem in table.get(m, {})]
+        best[stem] = (max(c[0] for c in candidates), max(c[1] for c in candidates))
+    table["best_classical"] = best
+    return table
+
+
+def markdown(table: dict[str, dict[str, tuple[float, float]]], rtf: dict[str, Any]) -> str:
+    head = "| method | " + " | ".join(STEMS) + " | RTF (wall) |"
+    lines = [head, "|" + "---|" * (len(STEMS) + 2)]
+    order = ["mixture", *CLASSICAL, "best_classical", "engine", "oracle"]
+    for method in order:
+        cells = []
+        for stem in STEMS:
+            if stem in table.get(method, {}):
+                framewise, whole = table[method][stem]
+                cells.append(f"{framewise:.2f} ({whole:.2f})")
+            else:
+                cells.append("")
+        speed = ""
+        if method in rtf and rtf[method]:
+            speed = f"{np.median([r[0] for r in rtf[method]]):.3f}"
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + f" | {speed} |")
+    return "\n".join(lines)
+
+
+def long_run(path: Path) -> dict[str, float]:
+    """Run the engine on ``path`` as the backend's worker does, in this process."""
+    from stemhub import media
+    from stemhub.backends.local import worker
+    from stemhub.models import OutputFormat
+
+    info = media.probe(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        control = worker.Control(Path(tmp) / "control", create=True)
+        order = worker.WorkOrder(
+            input_path=path,
+            out_dir=Path(tmp) / "stems",
+            stems=STEMS,
+            output_format=OutputFormat.WAV,
+            control_path=control.path,
+            threads=2,
+            analysis=True,
+        )
+        wall, cpu = time.perf_counter(), time.process_time()
+        report = worker.run(order)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        control.remove()
+    if report.error or report.cancelled:
+        raise RuntimeError(f"engine failed: {report}")
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    duration = float(info.duration_s or 0.0)
+    return {
+        "duration_s": duration,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rtf": wall / duration,
+        "peak_rss_mb": peak_kb / 1024.0,
+        "bpm": report.bpm or 0.0,
+    }
+
+
+def long_runs(minutes: list[float]) -> dict[str, dict[str, float]]:
+    out = {}
+    for value in minutes:
+        path = long_mix_file(value)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.separation", "--long-run", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "2"},
+        )
+        out[f"{value:g} min"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Separation benchmark of the local engine.")
+    parser.add_argument("--quick", action="store_true", help="4 songs, no long inputs")
+    parser.add_argument("--songs", type=int, default=None, help="use the first N songs")
+    parser.add_argument("--jobs", type=int, default=2, help="processes for the metrics")
+    parser.add_argument("--no-long", action="store_true", help="skip the 3 and 10 min runs")
+    parser.add_argument("--long-run", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.long_run:
+        print(json.dumps(long_run(args.long_run)))
+        return
+    names = list(SONGS)[: 4 if args.quick else args.songs]
+    print(f"{len(names)} songs, {os.cpu_count()} CPUs", flush=True)
+    results = evaluate(names, args.jobs)
+    table = summarise(results)
+    print()
+    print("SDR in dB: museval median of 1 s frames (fast-bss-eval whole clip); median of songs")
+    print(markdown(table, results["rtf"]))
+    print()
+    verdicts = []
+    for stem in STEMS:
+        margin = table["engine"][stem][0] - table["best_classical"][stem][0]
+        verdicts.append(f"{stem} {margin:+.2f} dB")
+    print("engine minus best classical (museval):", ", ".join(verdicts))
+    long = {} if args.quick or args.no_long else long_runs([3.0, 10.0])
+    for label, figures in long.items():
+        print(
+            f"engine on {label}: RTF {figures['rtf']:.3f} (wall {figures['wall_s']:.1f} s, "
+            f"CPU {figures['cpu_s']:.1f} s), peak RSS {figures['peak_rss_mb']:.0f} MB"
+        )
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    out = DATA_DIR / "separation_results.json"
+    out.write_text(json.dumps({"table": table, "rtf": results["rtf"], "long": long,
+                               "songs": results["songs"]}, indent=1))
+    print(f"\nfull results: {out}")
+
+
+if __name__ == "__main__":
+    main()
