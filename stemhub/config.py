@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     allowed_hosts: list[str] = Field(default_factory=list)
     retention_hours: float = Field(default=72.0, gt=0)
+    cleanup_interval_s: float = Field(default=3600.0, gt=0)
     link_ttl_s: int = Field(default=3600, ge=60)
     progress_interval_s: float = Field(default=2.0, ge=0)
     delivery_attempts: int = Field(default=5, ge=1)

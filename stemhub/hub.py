@@ -133,6 +133,7 @@ class Hub:
         if self._recover_on_open:
             await self.recover()
             self._background.append(asyncio.create_task(self._recover_forever()))
+            self._background.append(asyncio.create_task(self._cleanup_forever()))
         return self
 
     async def __aenter__(self) -> Self:
@@ -357,10 +358,12 @@ class Hub:
                 f"{job_id} is {job.status.value}.",
             )
         job.delivered_at = None
-        job.delivery = {}
         if undelivered:
+            # keep what the frontend already posted, so a retry sends only what is missing
+            job.delivery.pop("error", None)
             job.stage = Stage.DELIVER
         else:
+            job.delivery = {}
             job.stage = Stage.FETCH
             job.outputs = {}
             job.remote_id = None
@@ -505,6 +508,17 @@ class Hub:
                 await self.recover()
             except Exception:
                 log.exception("recovery pass failed")
+
+    async def _cleanup_forever(self) -> None:
+        """Remove stems past the retention period; undelivered jobs keep theirs."""
+        while True:
+            try:
+                removed = await self.cleanup_outputs()
+                if removed:
+                    log.info("removed the stems of %d old jobs", removed)
+            except Exception:
+                log.exception("output cleanup failed")
+            await asyncio.sleep(self.settings.cleanup_interval_s)
 
     @property
     def running_jobs(self) -> int:

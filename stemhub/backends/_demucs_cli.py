@@ -104,8 +104,8 @@ def list_models() -> None:
     readiness = check_readiness(settings, demucs)
     if readiness.files is None:
         console.print(f"The demucs backend is not available: {escape(readiness.advice or '')}")
-        if readiness.searched:
-            console.print(escape(f"Searched: {readiness.searched}."))
+        if readiness.detail:
+            console.print(escape(f"({readiness.detail})"))
     else:
         console.print(escape(f"The demucs backend uses {readiness.files.describe()}."))
 

@@ -97,8 +97,8 @@ class Readiness:
     files: ModelFiles | None
     advice: str | None = None
     """What to do, for whoever typed the command (no server paths)."""
-    searched: str | None = None
-    """Where weights were looked for, for the operator."""
+    detail: str | None = None
+    """For the operator: where weights were looked for, or what is wrong with them."""
 
 
 def check_readiness(settings: Settings, demucs: DemucsSettings) -> Readiness:
@@ -112,7 +112,8 @@ def check_readiness(settings: Settings, demucs: DemucsSettings) -> Readiness:
     except WeightsError as exc:
         return Readiness(
             None,
-            f"The {name} weights are damaged ({exc}); run `stemhub models pull --name {name}`.",
+            f"The {name} weights are damaged; run `stemhub models pull --name {name}`.",
+            str(exc),
         )
     if files is None:
         searched = ", ".join(str(folder) for folder, _ in folders)
@@ -121,7 +122,7 @@ def check_readiness(settings: Settings, demucs: DemucsSettings) -> Readiness:
             f"No weights for the HT-Demucs model {name} were found. Run `stemhub models pull "
             f"--name {name}` where the internet is reachable, or put the model files in a "
             f"folder and set STEMHUB_DEMUCS_REPO to it.",
-            f"{searched}, the Hugging Face cache, the torch hub cache",
+            f"searched {searched}, the Hugging Face cache, the torch hub cache",
         )
     return Readiness(files)
 
@@ -207,7 +208,7 @@ class DemucsBackend(Backend):
             raise StemhubError(
                 ErrorCode.BACKEND_UNAVAILABLE,
                 f"The demucs backend cannot run here. {readiness.advice}",
-                operator_message=f"searched {readiness.searched}" if readiness.searched else None,
+                operator_message=readiness.detail,
             )
         if task.input_path is None:
             raise StemhubError(
@@ -329,8 +330,8 @@ class DemucsBackend(Backend):
         if readiness.files is None:
             facts["available"] = False
             facts["todo"] = readiness.advice
-            if readiness.searched:
-                facts["searched"] = readiness.searched
+            if readiness.detail:
+                facts["detail"] = readiness.detail
         else:
             facts["weights"] = readiness.files.describe()
         return facts
