@@ -289,3 +289,29 @@ async def test_concurrency_limit_holds(
     assert len(running) == 2
     for job in jobs:
         await stemhub_hub.wait_for(job.id, timeout=10)
+
+
+async def test_retry_of_a_failed_delivery_keeps_what_was_posted(
+    stemhub_hub: Hub, stemhub_audio_file: Path
+) -> None:
+    attempts: list[dict[str, Any]] = []
+
+    class HalfDelivers(Frontend):
+        name = "half"
+
+        async def deliver(self, job: Job) -> None:
+            attempts.append(dict(job.delivery))
+            if "first_message" not in job.delivery:
+                job.delivery["first_message"] = "m1"
+                await self.hub.save(job)
+                raise StemhubError(ErrorCode.DELIVERY_FAILED, "channel gone")
+
+    stemhub_hub.frontend_factories["half"] = HalfDelivers
+    stemhub_hub.start_frontend("half")
+    job = await stemhub_hub.submit(file_request(stemhub_audio_file, origin=Origin(platform="half")))
+    first = await stemhub_hub.wait_for(job.id, timeout=10)
+    assert first.status is JobStatus.COMPLETED and first.delivery["error"]["code"] == "DELIVERY_FAILED"
+    await stemhub_hub.retry(job.id)
+    second = await stemhub_hub.wait_for(job.id, timeout=10)
+    assert attempts == [{}, {"first_message": "m1"}]
+    assert "error" not in second.delivery and second.delivered_at is not None

@@ -197,11 +197,11 @@ def compute_maps(
     harm_short = _opening(pool, mag, _odd(0.2 / frame_s), axis=0)
     checkpoint()
     # the one-second opening runs on frames averaged three at a time: a third of the work
-    coarse = ndimage.uniform_filter1d(mag, 3, axis=0)[1::3]
-    harm_long = np.repeat(_opening(pool, coarse, _odd(1.0 / frame_s / 3), axis=0), 3, axis=0)
-    harm_long = harm_long[: mag.shape[0]]
-    if harm_long.shape[0] < mag.shape[0]:
-        harm_long = np.pad(harm_long, ((0, mag.shape[0] - harm_long.shape[0]), (0, 0)), "edge")
+    frames = mag.shape[0]
+    padded = np.pad(mag, ((0, -frames % 3), (0, 0)), mode="edge")
+    coarse = padded.reshape(-1, 3, padded.shape[1]).mean(axis=1)
+    opened = _opening(pool, coarse, _odd(1.0 / frame_s / 3), axis=0)
+    harm_long = np.repeat(opened, 3, axis=0)[:frames]
     checkpoint()
     perc = _opening(pool, mag, 15, axis=1)
     checkpoint()
