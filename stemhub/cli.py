@@ -23,6 +23,7 @@ from rich.table import Table
 
 from stemhub.config import Settings
 from stemhub.errors import ConfigError, ErrorCode, StemhubError
+from stemhub.frontend import Frontend
 from stemhub.hub import Hub
 from stemhub.models import (
     Job,
@@ -241,6 +242,18 @@ def split(
     raise typer.Exit(code)
 
 
+async def _serve_frontend(hub: Hub, name: str, frontend: Frontend, *, required: bool) -> None:
+    """Run one frontend; one that is merely installed but unconfigured is skipped."""
+    try:
+        await frontend.run()
+    except ConfigError as error:
+        if required:
+            raise
+        hub.frontends.pop(name, None)
+        err_console.print(f"[yellow]{name} stopped[/yellow]: {escape(error.message)}")
+        await asyncio.Event().wait()
+
+
 async def _run(plugins: str | None, http: bool | None, settings: Settings) -> None:
     hub = Hub(settings, plugins=plugins)
     stop = asyncio.Event()
@@ -252,9 +265,24 @@ async def _run(plugins: str | None, http: bool | None, settings: Settings) -> No
     tasks: list[asyncio.Task[None]] = []
     try:
         names = [name for name in hub.frontend_factories if name != "cli"]
+        started: list[str] = []
         for name in names:
-            frontend = hub.start_frontend(name)
-            tasks.append(asyncio.create_task(frontend.run(), name=f"frontend-{name}"))
+            try:
+                frontend = hub.start_frontend(name)
+            except ConfigError as error:
+                if plugins is not None:
+                    raise
+                # installed but not configured, and not asked for by name: skip it
+                err_console.print(f"[yellow]skipping {name}[/yellow]: {escape(error.message)}")
+                continue
+            started.append(name)
+            tasks.append(
+                asyncio.create_task(
+                    _serve_frontend(hub, name, frontend, required=plugins is not None),
+                    name=f"frontend-{name}",
+                )
+            )
+        names = started
         await hub.recover()
         from stemhub.http import HubServer, plugin_routes
 
