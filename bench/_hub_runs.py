@@ -127,6 +127,7 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
             pm = get_plugin_manager(only=(), extra=[("bench", plugin)])
             hub = Hub(settings, pm=pm, frontends=["bench"])
             await hub.open()
+            base_rss = current_rss_mb()
             try:
                 requests = [
                     JobRequest(
@@ -142,7 +143,6 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
                     )
                     for i in range(n)
                 ]
-                base_rss = current_rss_mb()
                 in_flight = [0]
 
                 async def sample() -> None:

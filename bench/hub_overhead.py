@@ -84,17 +84,15 @@ def extrapolate(measured: RunFigures, n: int, audio_bytes: int) -> RunFigures:
     """The tutorial's figures for ``n`` jobs from a smaller run: same rate, same threads.
 
     Wall time and end-to-end latency grow with the queue in front of the pool (the last
-    job waits for every earlier one); added latency per job does not. Memory grows by the
-    queued files held in memory.
+    job waits for every earlier one); added latency per job does not. Memory grows by one
+    file per further queued command: the bot read each attachment when it arrived.
     """
     wall = n / measured.jobs_per_s
-    per_job_mb = max(
-        audio_bytes / 2**20, (measured.peak_rss_mb - measured.base_rss_mb) / measured.n
-    )
-    rss = measured.base_rss_mb + per_job_mb * n
+    rss = measured.peak_rss_mb + (n - measured.n) * audio_bytes / 2**20
     scale = wall / measured.wall_s
     end_to_end = {key: value * scale for key, value in measured.end_to_end_ms.items()}
-    return replace(measured, n=n, wall_s=wall, end_to_end_ms=end_to_end, peak_rss_mb=rss)
+    cpu = measured.cpu_s * n / measured.n
+    return replace(measured, n=n, wall_s=wall, end_to_end_ms=end_to_end, peak_rss_mb=rss, cpu_s=cpu)
 
 
 def tutorial_cap(delay_s: float, budget_s: float) -> int:
@@ -113,7 +111,7 @@ def print_table(rows: list[Row]) -> None:
     header = (
         f"{'N':>7} {'mode':<9} {'ran':>6} {'wall s':>9} {'jobs/s':>8} "
         f"{'added p50 ms':>12} {'p99 ms':>8} {'e2e p50 s':>10} {'e2e p99 s':>10} "
-        f"{'peak run':>8} {'peak RSS MB':>11} {'fails':>5}"
+        f"{'peak run':>8} {'peak RSS MB':>11} {'KiB/job':>8} {'CPU ms/job':>10} {'fails':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -121,11 +119,13 @@ def print_table(rows: list[Row]) -> None:
         f = row.figures
         mark = "~" if row.estimated else " "
         e2e_p50, e2e_p99 = f.end_to_end_ms["p50"] / 1000, f.end_to_end_ms["p99"] / 1000
+        per_job_kib = (f.peak_rss_mb - f.base_rss_mb) * 1024 / f.n
         print(
             f"{f.n:>7} {f.mode:<9} {row.ran:>6} {mark}{f.wall_s:>8.1f} {mark}{f.jobs_per_s:>7.1f} "
             f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} "
             f"{mark}{e2e_p50:>9.1f} {mark}{e2e_p99:>9.1f} "
-            f"{f.peak_in_flight:>8} {mark}{f.peak_rss_mb:>10.0f} {f.failures:>5}"
+            f"{f.peak_in_flight:>8} {mark}{f.peak_rss_mb:>10.0f} {per_job_kib:>8.1f} "
+            f"{1000 * f.cpu_s / f.n:>10.2f} {f.failures:>5}"
         )
         if f.failure_sample:
             print(f"        first failure: {f.failure_sample}")

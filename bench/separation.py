@@ -190,7 +190,7 @@ def markdown(table: dict[str, dict[str, tuple[float, float]]], rtf: dict[str, An
             else:
                 cells.append("")
         speed = ""
-        if method in rtf and rtf[method]:
+        if rtf.get(method):
             speed = f"{np.median([r[0] for r in rtf[method]]):.3f}"
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + f" | {speed} |")
     return "\n".join(lines)
@@ -280,8 +280,12 @@ def main() -> None:
         )
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     out = DATA_DIR / "separation_results.json"
-    out.write_text(json.dumps({"table": table, "rtf": results["rtf"], "long": long,
-                               "songs": results["songs"]}, indent=1))
+    out.write_text(
+        json.dumps(
+            {"table": table, "rtf": results["rtf"], "long": long, "songs": results["songs"]},
+            indent=1,
+        )
+    )
     print(f"\nfull results: {out}")
 
 

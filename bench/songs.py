@@ -194,8 +194,18 @@ _STYLES: tuple[DrumStyle, ...] = ("rock", "funk", "four", "half", "shuffle", "sp
 _BASSES: tuple[BassStyle, ...] = ("pluck", "synth", "sub")
 _INSTRUMENTS: tuple[Instrument, ...] = ("pad", "piano", "guitar", "organ", "arp", "strings")
 _PROGRESSIONS: tuple[tuple[int, ...], ...] = (
-    (0, 5, 3, 4), (0, 3, 4, 4), (0, 4, 5, 3), (5, 3, 0, 4), (0, 5, 1, 4), (0, 3, 0, 4),
-    (1, 4, 0, 0), (0, 6, 5, 4), (0, 2, 3, 4), (3, 4, 0, 0), (0, 0, 3, 4), (0, 4),
+    (0, 5, 3, 4),
+    (0, 3, 4, 4),
+    (0, 4, 5, 3),
+    (5, 3, 0, 4),
+    (0, 5, 1, 4),
+    (0, 3, 0, 4),
+    (1, 4, 0, 0),
+    (0, 6, 5, 4),
+    (0, 2, 3, 4),
+    (3, 4, 0, 0),
+    (0, 0, 3, 4),
+    (0, 4),
 )
 TRAIN_SEED_BASE = 100_000
 """Training songs use seeds from here on; the benchmark songs above never do."""
@@ -212,12 +222,22 @@ def random_spec(seed: int) -> SongSpec:
 
     beats = 3 if rng.random() < 0.15 else 4
     sections = (
-        Section("intro", int(rng.integers(1, 3)), loop(), vocals=False,
-                energy=float(rng.uniform(0.3, 0.6))),
+        Section(
+            "intro",
+            int(rng.integers(1, 3)),
+            loop(),
+            vocals=False,
+            energy=float(rng.uniform(0.3, 0.6)),
+        ),
         Section("verse", int(rng.choice([2, 4])), loop(), energy=float(rng.uniform(0.4, 0.8))),
         Section("chorus", int(rng.choice([2, 4])), loop(), energy=float(rng.uniform(0.7, 1.0))),
-        Section("bridge", int(rng.integers(1, 3)), loop(), vocals=bool(rng.random() < 0.5),
-                energy=float(rng.uniform(0.2, 0.7))),
+        Section(
+            "bridge",
+            int(rng.integers(1, 3)),
+            loop(),
+            vocals=bool(rng.random() < 0.5),
+            energy=float(rng.uniform(0.2, 0.7)),
+        ),
     )
     count = int(rng.integers(1, 4))
     return SongSpec(
@@ -237,7 +257,9 @@ def random_spec(seed: int) -> SongSpec:
         reverb=float(rng.uniform(0.0, 0.4)),
         swing=float(rng.choice([0.0, 0.0, 0.1, 0.33])),
         humanise_ms=float(rng.uniform(2.0, 15.0)),
-        level_db={name: float(rng.uniform(-5.0, 4.0)) for name in ("vocals", "drums", "bass", "other")},
+        level_db={
+            name: float(rng.uniform(-5.0, 4.0)) for name in ("vocals", "drums", "bass", "other")
+        },
         seed=seed,
     )
 
@@ -316,8 +338,9 @@ def load_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
     if cache.exists():
         with np.load(cache) as data:
             return {key: data[key] for key in data.files}
-    stems = render_stems(random_spec(TRAIN_SEED_BASE + index), sample_rate=SAMPLE_RATE,
-                         seconds=seconds)
+    stems = render_stems(
+        random_spec(TRAIN_SEED_BASE + index), sample_rate=SAMPLE_RATE, seconds=seconds
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **stems)  # type: ignore[arg-type]
     return stems

@@ -15,6 +15,7 @@ separation SDR is printed after training.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,7 +32,10 @@ SAMPLE_RATE = 44100
 
 
 def song_rows(
-    stems: dict[str, np.ndarray], rng: np.random.Generator, per_song: int, pool: ThreadPoolExecutor,
+    stems: dict[str, np.ndarray],
+    rng: np.random.Generator,
+    per_song: int,
+    pool: ThreadPoolExecutor,
     mono: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sampled feature rows and their target shares for one song."""
@@ -53,8 +57,12 @@ def song_rows(
     targets = power / (total[..., None] + 1e-12)
     weight = np.sqrt(total).ravel() ** 1.2
     weight[total.ravel() < total.max() * 1e-7] = 0.0
-    chosen = rng.choice(weight.size, size=min(per_song, int(np.count_nonzero(weight))),
-                        replace=False, p=weight / weight.sum())
+    chosen = rng.choice(
+        weight.size,
+        size=min(per_song, int(np.count_nonzero(weight))),
+        replace=False,
+        p=weight / weight.sum(),
+    )
     rows = _gather(maps, chosen)
     return rows, targets.reshape(-1, len(SOURCES))[chosen].astype(np.float32)
 
@@ -79,8 +87,10 @@ class Mlp:
     """The trainable twin of :class:`MaskModel`: same layout, plus gradients and Adam."""
 
     def __init__(self, sizes: list[int], rng: np.random.Generator) -> None:
-        self.w = [rng.normal(0, np.sqrt(2.0 / a), (a, b)).astype(np.float32)
-                  for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.w = [
+            rng.normal(0, np.sqrt(2.0 / a), (a, b)).astype(np.float32)
+            for a, b in itertools.pairwise(sizes)
+        ]
         self.b = [np.zeros(b, dtype=np.float32) for b in sizes[1:]]
         self.m = [np.zeros_like(p) for p in self.w + self.b]
         self.v = [np.zeros_like(p) for p in self.w + self.b]
@@ -187,8 +197,10 @@ def main() -> None:
         estimates = engine.separate(mix(stems), SAMPLE_RATE)
         for name in SOURCES:
             scores[name].append(frame_sdr(stems[name], estimates[name]))
-    print("held-out SDR (median of 1 s frames):",
-          {name: round(float(np.median(v)), 2) for name, v in scores.items()})
+    print(
+        "held-out SDR (median of 1 s frames):",
+        {name: round(float(np.median(v)), 2) for name, v in scores.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Peak memory of uploading a 50 MB file to StemSplit: streamed vs whole-file read.
 
 Runs the local fake StemSplit server in this process and, for each mode, a fresh
-subprocess that uploads the same ~50 MB WAV through ``POST /upload`` + PUT:
+subprocess that sends the same ~50 MB WAV through ``POST /upload``, the PUT to the
+presigned URL and ``POST /jobs``:
 
-- ``stemhub``: the StemSplit backend's client (async httpx, file streamed in chunks);
+- ``stemhub``: ``StemSplitBackend.start`` (async httpx, the file streamed in chunks);
 - ``sdk-style``: what the official SDK does (``path.read_bytes()`` then a sync PUT of
   the bytes), the baseline.
 
@@ -72,23 +73,37 @@ def _write_wav(path: Path, megabytes: float) -> Path:
 
 
 async def _child_stemhub(base_url: str, api_key: str, small: Path, big: Path) -> dict[str, float]:
-    from pydantic import SecretStr
+    from stemhub.backends.base import SeparationTask
+    from stemhub.backends.stemsplit import StemSplitBackend
+    from stemhub.config import Settings
+    from stemhub.models import OutputFormat, StemSet
 
-    from stemhub.backends._stemsplit_http import StemSplitClient, StemSplitTuning
-    from stemhub.backends._stemsplit_pacing import Clock, RequestPacer
-
-    tuning = StemSplitTuning()
-    clock = Clock()
-    client = StemSplitClient(
-        base_url, SecretStr(api_key), tuning=tuning, clock=clock, pacer=RequestPacer(clock=clock)
+    settings = Settings(
+        _env_file=None,
+        data_dir=big.parent / "stemhub",
+        stemsplit_api_key=api_key,
+        stemsplit_base_url=base_url,
     )
-    await client.upload(small, small.name)
+    backend = StemSplitBackend(settings)
+
+    def task(path: Path) -> SeparationTask:
+        return SeparationTask(
+            job_id=path.stem,
+            stem_set=StemSet.FOUR_STEMS,
+            stems=StemSet.FOUR_STEMS.stems,
+            output_format=OutputFormat.WAV,
+            input_path=path,
+            filename=path.name,
+            out_dir=big.parent / "out",
+        )
+
+    await backend.start(task(small))
     before = _reset_peak()
     started = time.perf_counter()
-    await client.upload(big, big.name)
+    await backend.start(task(big))
     seconds = time.perf_counter() - started
     after = _peak_mb()
-    await client.aclose()
+    await backend.close()
     return {"baseline_mb": before, "peak_mb": after, "seconds": seconds}
 
 
@@ -108,6 +123,16 @@ def _child_sdk_style(base_url: str, api_key: str, small: Path, big: Path) -> dic
             headers={"Content-Type": "audio/wav", "Content-Length": str(len(data))},
         )
         response.raise_for_status()
+        created = client.post(
+            f"{base_url}/jobs",
+            json={
+                "uploadKey": ticket["uploadKey"],
+                "fileName": path.name,
+                "outputType": "FOUR_STEMS",
+            },
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        created.raise_for_status()
 
     with httpx.Client(timeout=600) as client:
         upload(client, small)

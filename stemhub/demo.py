@@ -484,13 +484,13 @@ def _voice(
                 continue
             base = held[a:b]
             n_harm = int(min(60, (sr / 2.2) / base.min()))
-            k = np.arange(1, n_harm + 1)[:, None]
-            freqs = k * base[None, :]
+            harmonic = np.arange(1, n_harm + 1)[:, None]
+            freqs = harmonic * base[None, :]
             gain = np.full(freqs.shape, 0.02)
             for j, weight in enumerate((1.0, 0.7, 0.5)):
                 gain += weight / (1.0 + ((freqs - formants[j, a:b]) / (widths[j, a:b] / 2.0)) ** 2)
-            gain *= k**-0.9 * (freqs < sr / 2.2)
-            out[a:b] = amp[a:b] * np.sum(gain * np.sin(k * phase[a:b]), axis=0)
+            gain *= harmonic**-0.9 * (freqs < sr / 2.2)
+            out[a:b] = amp[a:b] * np.sum(gain * np.sin(harmonic * phase[a:b]), axis=0)
     breath = r.band(r.noise(r.n), 1500.0, 6000.0) * amp * 0.02
     out += breath
     for t, dur, centre in noises:
@@ -674,7 +674,7 @@ def _play_piano(
         nxt = hits[i + 1] if i + 1 < len(hits) else r.steps_per_bar
         dur = (nxt - step) * r.step_s + 0.1
         vel = float(r.rng.uniform(0.6, 1.0)) * 0.13
-        for note in chord + [chord[0] - 12]:
+        for note in [*chord, chord[0] - 12]:
             tone = _additive(r, float(_midi_hz(note)), dur, 0.9**k, 1.2 / k**0.8, 0.002, 0.0004)
             r.place(out, tone * vel, r.step_time(start, step) + float(r.rng.uniform(0, 0.01)), pan)
 

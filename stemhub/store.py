@@ -132,13 +132,20 @@ def _execute_batch(conn: Connection, batch: list[_Write]) -> list[int | Exceptio
 
 
 def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Exception]:
-    """A batch in one transaction; replayed one write per transaction if it fails."""
+    """A batch in one transaction; replayed one write per transaction on a constraint error.
+
+    Only a constraint error belongs to one write (an idempotency key used twice); any
+    other error (the database locked past the busy timeout, a full disk) is every
+    write's, and replaying would only wait for it again.
+    """
     try:
         with engine.begin() as conn:
             return _execute_batch(conn, batch)
-    except SQLAlchemyError as error:
+    except IntegrityError as error:
         if len(batch) == 1:
             return [error]
+    except SQLAlchemyError as error:
+        return [error for _ in batch]
     outcomes: list[int | Exception] = []
     for write in batch:
         try:
@@ -150,12 +157,15 @@ def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Excepti
 
 
 async def _commit_async(engine: AsyncEngine, batch: list[_Write]) -> list[int | Exception]:
+    """:func:`_commit_on_thread` on the async engine (PostgreSQL, in-memory SQLite)."""
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(_execute_batch, batch)
-    except SQLAlchemyError as error:
+    except IntegrityError as error:
         if len(batch) == 1:
             return [error]
+    except SQLAlchemyError as error:
+        return [error for _ in batch]
     outcomes: list[int | Exception] = []
     for write in batch:
         try:
@@ -173,14 +183,14 @@ class JobWriter:
     write (pool checkout, BEGIN, COMMIT, and on SQLite a fight for the one write lock with
     sleeping retries) made the store the hub's bottleneck. Here one writer commits what
     is queued, up to ``max_batch`` writes at a time, runs of the same statement as one
-    executemany. A caller still returns only once its write is committed. A failing batch
-    is replayed one write per transaction, so every caller gets its own outcome (an
-    idempotency conflict stays that caller's IntegrityError). A write whose caller was
-    cancelled before its batch started is dropped, as its transaction would have been.
+    executemany. A caller still returns only once its write is committed. A constraint
+    error replays the batch one write per transaction, so the write that broke it fails
+    alone (an idempotency conflict stays that caller's IntegrityError). A write whose
+    caller was cancelled before its batch started is dropped, as its transaction would
+    have been.
 
     On a SQLite file the batch runs on a thread of its own through a plain pysqlite
-    engine: one hand-off per batch, not one per statement through aiosqlite's thread,
-    each of which waits for the busy event loop to let go of the GIL.
+    engine: one hand-off per batch, not one per statement through aiosqlite's thread.
     """
 
     def __init__(
@@ -193,11 +203,7 @@ class JobWriter:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._thread = (
-            ThreadPoolExecutor(1, thread_name_prefix="stemhub-store-writer")
-            if sync_engine is not None
-            else None
-        )
+        self._thread: ThreadPoolExecutor | None = None
 
     async def write(
         self, statement: sa.Executable, params: dict[str, Any], *, batchable: bool = False
@@ -226,23 +232,22 @@ class JobWriter:
                 return
 
     async def _commit(self, batch: list[_Write]) -> None:
+        outcomes: list[int | Exception]
         try:
             if self.sync_engine is not None:
-                loop = asyncio.get_running_loop()
-                outcomes = await loop.run_in_executor(
+                if self._thread is None:
+                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="stemhub-store")
+                outcomes = await asyncio.get_running_loop().run_in_executor(
                     self._thread, _commit_on_thread, self.sync_engine, batch
                 )
             else:
                 outcomes = await _commit_async(self.engine, batch)
-        except BaseException as error:
-            # a bug or the loop going away: no caller may wait forever
+        except asyncio.CancelledError:
             for write in batch:
-                if not write.future.done():
-                    if isinstance(error, Exception):
-                        write.future.set_exception(error)
-                    else:
-                        write.future.cancel()
+                write.future.cancel()
             raise
+        except Exception as error:  # noqa: BLE001 - a bug must reach the callers, not hang them
+            outcomes = [error for _ in batch]
         for write, outcome in zip(batch, outcomes, strict=True):
             if write.future.done():
                 continue
@@ -252,14 +257,16 @@ class JobWriter:
                 write.future.set_result(outcome)
 
     async def close(self) -> None:
-        """Commit what is queued, then stop the writer."""
+        """Commit what is queued and stop the writer (a later write starts it again)."""
         task = self._task
         if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
             self._closing = True
             self._wakeup.set()
             await task
+        self._closing = False
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+            self._thread = None
         if self.sync_engine is not None:
             self.sync_engine.dispose()
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stemhub.backends.local.analysis import Analyzer, analyse
+from stemhub.backends.local.analysis import PITCH_CLASSES, Analyzer, analyse
 from stemhub.demo import demo_spec, demo_stems, mix
 
 SR = 44100
-NOTE = {"C": 0, "C#": 1, "D": 2, "D#": 3, "E": 4, "F": 5, "F#": 6, "G": 7, "G#": 8, "A": 9, "A#": 10}
 
 
 def drum_loop(bpm: float, seconds: float = 12.0, *, swing_ms: float = 0.0) -> np.ndarray:
@@ -39,7 +38,7 @@ def drum_loop(bpm: float, seconds: float = 12.0, *, swing_ms: float = 0.0) -> np
 def chord_progression(key: str, seconds_per_chord: float = 1.5) -> np.ndarray:
     """I-IV-V-I (major) or i-iv-V-i (minor) with a bass note, as organ-like tones."""
     tonic_name, mode = key.split()
-    tonic = 48 + NOTE[tonic_name]
+    tonic = 48 + PITCH_CLASSES.index(tonic_name)
     if mode == "major":
         chords = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (0, 4, 7)]
     else:
@@ -77,7 +76,9 @@ def test_a_slow_pulse_is_reported_in_the_usual_range() -> None:
     assert found == pytest.approx(120.0, abs=1.0)
 
 
-@pytest.mark.parametrize("key", ["C major", "D major", "F# minor", "A minor", "A# major", "E minor"])
+@pytest.mark.parametrize(
+    "key", ["C major", "D major", "F# minor", "A minor", "A# major", "E minor"]
+)
 def test_key_of_a_chord_progression(key: str) -> None:
     _, found = analyse(chord_progression(key), SR)
     assert found == key

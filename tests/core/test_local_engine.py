@@ -175,7 +175,12 @@ async def test_the_hub_builds_the_local_backend_from_its_entry_point(hub: Hub) -
     backend = hub.backend("local")
     assert isinstance(backend, LocalBackend)
     caps = backend.capabilities
-    assert caps.stem_sets == {StemSet.VOCALS, StemSet.INSTRUMENTAL, StemSet.BOTH, StemSet.FOUR_STEMS}
+    assert caps.stem_sets == {
+        StemSet.VOCALS,
+        StemSet.INSTRUMENTAL,
+        StemSet.BOTH,
+        StemSet.FOUR_STEMS,
+    }
     assert caps.formats == set(OutputFormat)
     assert caps.analysis and not caps.resumable
     facts = await backend.describe()
@@ -244,11 +249,15 @@ async def test_a_cancelled_job_stops_within_a_second(
     backend = hub.backend("local")
     out_dir = tmp_path / "out"
     task = make_task(minute_file, out_dir, StemSet.FOUR_STEMS)
-    progress = Recorder()
     engine_id = await backend.start(task)
+    working = asyncio.Event()
+
+    async def progress(percent: float, message: str | None = None) -> None:
+        if 0.0 < percent < 100.0:
+            working.set()
+
     waiting = asyncio.create_task(backend.wait(task, engine_id, progress))
-    while not any(0.0 < p < 100.0 for p in progress.calls):
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(working.wait(), timeout=60)
     began = time.monotonic()
     await backend.cancel(engine_id)  # returns once the worker has stopped
     assert time.monotonic() - began < 1.0
@@ -284,9 +293,11 @@ async def test_progress_flows_and_the_event_loop_keeps_running(
     assert len(partial) >= 3
     assert progress.calls == sorted(progress.calls)
     assert progress.calls[-1] == 100.0
-    # the separation ran in another process: the loop never stalled
+    # the separation (seconds of CPU) ran in another process: the loop kept ticking; the
+    # bound leaves room for a busy machine starving this process now and then
     assert len(gaps) > 50
-    assert max(gaps) < 0.25
+    assert float(np.median(gaps)) < 0.05
+    assert max(gaps) < 1.0
 
 
 async def test_a_job_through_the_hub_completes_with_stems_bpm_and_key(

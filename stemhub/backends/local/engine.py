@@ -138,9 +138,8 @@ class Engine:
                 return
             final = exhausted and buffer.shape[1] <= window
             chunk = buffer if final else buffer[:, :window]
-            start, length = position, chunk.shape[1]
             estimates = self.separate_chunk(
-                chunk, sample_rate, plan.estimated, lambda part: checkpoint(start + part * length)
+                chunk, sample_rate, plan.estimated, _progress_in(checkpoint, position, chunk)
             )
             if tail is not None:
                 for name, data in estimates.items():
@@ -207,6 +206,12 @@ class Engine:
             progress(0.3 + 0.5 * (done + 1) / len(blocks))
         per_bin = shares[:, maps.units.of_bin, :]
         return np.ascontiguousarray(np.moveaxis(per_bin, -1, 0))
+
+
+def _progress_in(checkpoint: Checkpoint, start: int, chunk: Audio) -> Callable[[float], None]:
+    """Turn "this much of the chunk is done" into input samples done."""
+    length = chunk.shape[1]
+    return lambda fraction: checkpoint(start + fraction * length)
 
 
 __all__ = ["Engine", "StemPlan", "fft_size"]

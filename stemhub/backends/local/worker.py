@@ -162,7 +162,8 @@ def _separate(order: WorkOrder, control: Control) -> WorkReport:
     def checkpoint(done: float) -> None:
         if control.cancelled:
             raise Cancelled
-        control.progress = min(0.99, done / total)
+        # chunks overlap, so a new chunk starts a little behind where the last one ended
+        control.progress = max(control.progress, min(0.99, done / total))
 
     def blocks() -> Iterator[media.AudioArray]:
         for block in media.decode_blocks(order.input_path, round(BLOCK_SECONDS * sample_rate)):
