@@ -4,7 +4,8 @@ The backend streams the job's file to ``POST /upload`` in chunks (the file never
 in memory whole), creates the job, and learns of completions from the service's one
 ``GET /events`` stream, the way a webhook subscription tells a hub at scale: thousands
 of waiting jobs cost a future each, not a connection each. The frontend "posts the
-result" with ``POST /deliver``.
+result" with ``POST /deliver`` to a second service process that stands for the chat
+platform.
 
 Both speak aiohttp, as discord.py and slack-bolt's async apps do. (httpx was measured
 first: with thousands of requests queued on one ``AsyncClient`` its connection pool
@@ -48,6 +49,7 @@ class Timeline:
 
     submitted: dict[str, float] = field(default_factory=dict)
     completed: dict[str, float] = field(default_factory=dict)
+    handed_over: dict[str, float] = field(default_factory=dict)
     delivered: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     expected: int = 0
@@ -166,6 +168,7 @@ class ServiceFrontend(Frontend):
         self.timeline = timeline
 
     async def deliver(self, job: Job) -> None:
+        self.timeline.handed_over.setdefault(job.id, time.perf_counter())
         links = {stem: output.url for stem, output in job.outputs.items()}
         async with self.session.post("/deliver", json={"job": job.id, "stems": links}) as posted:
             posted.raise_for_status()

@@ -1,8 +1,9 @@
 """One measured run of the hub-overhead benchmark, in a process of its own.
 
-``python -m bench._hub_runs hub|tutorial --url URL --n N --audio WAV`` pushes N jobs
-through one client style against the fake service at URL and prints one JSON line of
-figures. A fresh process per run makes ``ru_maxrss`` the peak of that run alone.
+``python -m bench._hub_runs hub|tutorial --api URL --chat URL --n N --audio WAV`` pushes
+N jobs through one client style against a fake separation API and a fake chat platform
+(two processes of :mod:`bench._hub_service`) and prints one JSON line of figures. A
+fresh process per run makes ``ru_maxrss`` the peak of that run alone.
 
 - ``hub``: a :class:`~stemhub.hub.Hub` on a temp SQLite store (``concurrency`` = N)
   with the bench backend and frontend of :mod:`bench._hub_plugin`; all N requests
@@ -12,8 +13,9 @@ figures. A fresh process per run makes ``ru_maxrss`` the peak of that run alone.
   calls (upload the bytes, create, wait, post the result) on the default thread pool.
 
 "Added latency" is the time from the backend's answer (the hub backend's ``wait``
-returning; the tutorial's wait call returning) to the end of the delivery post;
-"end to end" runs from the request's arrival to the same point.
+returning; the tutorial's wait call returning) to the end of the delivery post; its
+"hub part" ends where the frontend's ``deliver`` is called (the tutorial has none:
+it posts right away). "End to end" runs from the request's arrival to the delivery.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class RunFigures:
     n: int
     wall_s: float
     added_ms: dict[str, float]
+    hub_part_ms: dict[str, float]
     end_to_end_ms: dict[str, float]
     peak_in_flight: int
     base_rss_mb: float
@@ -93,7 +96,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
+async def run_hub(api: str, chat: str, n: int, audio: Path, delay_s: float) -> RunFigures:
     from bench._hub_plugin import ServicePlugin, Timeline
     from stemhub.config import QuotaSettings, Settings
     from stemhub.hub import Hub
@@ -120,7 +123,7 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
                 connector=aiohttp.TCPConnector(limit=HUB_CONNECTIONS),
                 timeout=timeout,
             )
-            for _ in range(2)
+            for url in (api, chat)
         ]
         async with sessions[0] as backend_session, sessions[1] as frontend_session:
             plugin = ServicePlugin(backend_session, frontend_session, timeline)
@@ -171,6 +174,11 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
         for job_id, completed in timeline.completed.items()
         if job_id in timeline.delivered
     ]
+    hub_part = [
+        1000 * (timeline.handed_over[job_id] - completed)
+        for job_id, completed in timeline.completed.items()
+        if job_id in timeline.handed_over
+    ]
     end_to_end = [
         1000 * (delivered - timeline.submitted[job_id])
         for job_id, delivered in timeline.delivered.items()
@@ -181,6 +189,7 @@ async def run_hub(url: str, n: int, audio: Path, delay_s: float) -> RunFigures:
         n=n,
         wall_s=wall,
         added_ms=summarize(added),
+        hub_part_ms=summarize(hub_part),
         end_to_end_ms=summarize(end_to_end),
         peak_in_flight=in_flight[0],
         base_rss_mb=base_rss,
@@ -199,8 +208,9 @@ class TutorialBot:
     the baseline than the tutorial's bare ``requests.post`` calls.
     """
 
-    def __init__(self, url: str) -> None:
-        self.client = httpx.Client(base_url=url, timeout=60.0)
+    def __init__(self, api: str, chat: str) -> None:
+        self.client = httpx.Client(base_url=api, timeout=60.0)
+        self.chat = httpx.Client(base_url=chat, timeout=60.0)
         self.lock = threading.Lock()
         self.running = 0
         self.peak_running = 0
@@ -224,7 +234,7 @@ class TutorialBot:
                     break
             completed = time.perf_counter()
             stems = {stem: f"/outputs/{remote_id}/{stem}.mp3" for stem in STEMS}
-            posted = self.client.post("/deliver", json={"job": reply_to, "stems": stems})
+            posted = self.chat.post("/deliver", json={"job": reply_to, "stems": stems})
             posted.raise_for_status()
             return completed, time.perf_counter()
         finally:
@@ -235,13 +245,13 @@ class TutorialBot:
 STEMS = ("vocals", "drums", "bass", "other")
 
 
-async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> RunFigures:
+async def run_tutorial(api: str, chat: str, n: int, attachment: bytes, filename: str) -> RunFigures:
     """``attachment`` is the file as the bot downloads it: a fresh copy per command."""
     loop = asyncio.get_running_loop()
     # the default executor is made on first use with min(32, cpus + 4) threads
     workers = min(32, (os.cpu_count() or 1) + 4)
     loop.set_default_executor(ThreadPoolExecutor(max_workers=workers))
-    bot = TutorialBot(url)
+    bot = TutorialBot(api, chat)
     base_rss = current_rss_mb()
     arrived: list[float] = []
     futures: list[asyncio.Future[tuple[float, float]]] = []
@@ -257,6 +267,7 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
     wall = time.perf_counter() - started
     cpu = cpu_s() - cpu_before
     bot.client.close()
+    bot.chat.close()
     added: list[float] = []
     end_to_end: list[float] = []
     errors: list[str] = []
@@ -272,6 +283,7 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
         n=n,
         wall_s=wall,
         added_ms=summarize(added),
+        hub_part_ms=summarize([0.0 for _ in added]),
         end_to_end_ms=summarize(end_to_end),
         peak_in_flight=bot.peak_running,
         base_rss_mb=base_rss,
@@ -287,16 +299,19 @@ async def run_tutorial(url: str, n: int, attachment: bytes, filename: str) -> Ru
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["hub", "tutorial"])
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--api", required=True, help="base URL of the fake separation API")
+    parser.add_argument("--chat", required=True, help="base URL of the fake chat platform")
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--delay", type=float, required=True)
     args = parser.parse_args(argv)
     if args.mode == "hub":
-        figures = asyncio.run(run_hub(args.url, args.n, args.audio, args.delay))
+        figures = asyncio.run(run_hub(args.api, args.chat, args.n, args.audio, args.delay))
     else:
         attachment = args.audio.read_bytes()
-        figures = asyncio.run(run_tutorial(args.url, args.n, attachment, args.audio.name))
+        figures = asyncio.run(
+            run_tutorial(args.api, args.chat, args.n, attachment, args.audio.name)
+        )
     print("RESULT " + json.dumps(asdict(figures)), flush=True)
 
 

@@ -1,16 +1,19 @@
 """How much the hub adds on top of a separation backend, beside the tutorial's way.
 
 Pushes N jobs (default 100, 1,000 and 10,000) through the hub with a backend that
-completes a fixed delay after each job is created (a loopback fake service, see
-:mod:`bench._hub_service`), and the same jobs the way the StemSplit Discord tutorial runs
-them: blocking HTTP calls in ``run_in_executor`` on the default thread pool, with the
-file read into memory when the command arrives (:mod:`bench._hub_runs`). Both use the
-same WAV and the same delay; every run gets its own service and its own process.
+completes a fixed delay after each job is created (a loopback fake separation API, see
+:mod:`bench._hub_service`) and delivers to a fake chat platform, and the same jobs the
+way the StemSplit Discord tutorial runs them: blocking HTTP calls in ``run_in_executor``
+on the default thread pool, with the file read into memory when the command arrives
+(:mod:`bench._hub_runs`). Both use the same WAV and the same delay; every run gets its
+own process and its own two fake services.
 
 Prints, per N and mode: wall time, jobs/s, the added latency between the backend's
-answer and the delivery (p50/p99), end-to-end latency, peak running jobs and peak RSS.
-The targets: 10,000 in-flight jobs in one process under 300 MB RSS, p99 added latency
-under 50 ms.
+answer and the end of the delivery post (p50/p99, and the p99 of the hub's own part,
+up to the frontend's ``deliver`` call), end-to-end latency, peak running jobs, peak RSS
+and its growth per job, and CPU per job (all threads; unlike wall time it barely moves
+when other work shares the machine). The targets: 10,000 in-flight jobs in one process
+under 300 MB RSS, p99 added latency under 50 ms.
 
 The tutorial's pool runs ``min(32, cpus + 4)`` jobs at a time, so N jobs take about
 ``N / threads * delay``; where that exceeds ``--tutorial-budget`` seconds it is run for
@@ -69,8 +72,8 @@ def fake_service(delay_s: float) -> Iterator[str]:
 
 
 def measure(mode: str, n: int, audio: Path, delay_s: float) -> RunFigures:
-    with fake_service(delay_s) as url:
-        command = [sys.executable, "-m", "bench._hub_runs", mode, "--url", url]
+    with fake_service(delay_s) as api, fake_service(delay_s) as chat:
+        command = [sys.executable, "-m", "bench._hub_runs", mode, "--api", api, "--chat", chat]
         command += ["--n", str(n), "--audio", str(audio), "--delay", str(delay_s)]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     for line in reversed(done.stdout.splitlines()):
@@ -110,7 +113,7 @@ class Row:
 def print_table(rows: list[Row]) -> None:
     header = (
         f"{'N':>7} {'mode':<9} {'ran':>6} {'wall s':>9} {'jobs/s':>8} "
-        f"{'added p50 ms':>12} {'p99 ms':>8} {'e2e p50 s':>10} {'e2e p99 s':>10} "
+        f"{'added p50 ms':>12} {'p99 ms':>8} {'hub p99':>8} {'e2e p50 s':>10} {'e2e p99 s':>10} "
         f"{'peak run':>8} {'peak RSS MB':>11} {'KiB/job':>8} {'CPU ms/job':>10} {'fails':>5}"
     )
     print(header)
@@ -122,7 +125,7 @@ def print_table(rows: list[Row]) -> None:
         per_job_kib = (f.peak_rss_mb - f.base_rss_mb) * 1024 / f.n
         print(
             f"{f.n:>7} {f.mode:<9} {row.ran:>6} {mark}{f.wall_s:>8.1f} {mark}{f.jobs_per_s:>7.1f} "
-            f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} "
+            f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} {f.hub_part_ms['p99']:>8.1f} "
             f"{mark}{e2e_p50:>9.1f} {mark}{e2e_p99:>9.1f} "
             f"{f.peak_in_flight:>8} {mark}{f.peak_rss_mb:>10.0f} {per_job_kib:>8.1f} "
             f"{1000 * f.cpu_s / f.n:>10.2f} {f.failures:>5}"

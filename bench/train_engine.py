@@ -23,8 +23,14 @@ import numpy as np
 
 from bench.songs import load_training_song
 from stemhub.backends.local.engine import Engine, fft_size
-from stemhub.backends.local.features import FEATURE_COUNT, FeatureMaps, compute_maps
-from stemhub.backends.local.model import SOURCES, WEIGHTS_FILE, MaskModel
+from stemhub.backends.local.features import (
+    CONTEXT_COUNT,
+    FEATURE_COUNT,
+    ContextMaps,
+    FeatureMaps,
+    compute_maps,
+)
+from stemhub.backends.local.model import SOURCES, WEIGHTS_FILE, MaskModel, Mlp
 from stemhub.backends.local.stft import Stft
 from stemhub.demo import mix
 
@@ -36,11 +42,15 @@ def song_rows(
     rng: np.random.Generator,
     per_song: int,
     pool: ThreadPoolExecutor,
-    mono: bool,
+    first: Mlp | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sampled feature rows and their target shares for one song."""
+    """Sampled feature rows and their target shares for one song.
+
+    With ``first`` (a trained first stage) the rows are those of the second stage:
+    the features followed by the context of the first stage's shares.
+    """
     audio = mix(stems)
-    if mono:
+    if rng.random() < 0.1:  # some mono songs, so the model copes without stereo cues
         audio = np.repeat(audio.mean(axis=0, keepdims=True), 2, axis=0)
         stems = {k: np.repeat(v.mean(axis=0, keepdims=True), 2, axis=0) for k, v in stems.items()}
     gain = np.float32(10 ** rng.uniform(-1.0, 0.0))
@@ -63,14 +73,24 @@ def song_rows(
         replace=False,
         p=weight / weight.sum(),
     )
-    rows = _gather(maps, chosen)
+    context = None
+    if first is not None:
+        shares = np.concatenate(
+            [
+                first.shares(maps.rows(a, min(a + 64, maps.frames)))
+                for a in range(0, maps.frames, 64)
+            ]
+        ).reshape(maps.frames, units.count, len(SOURCES))
+        context = ContextMaps.from_shares(shares, maps)
+    rows = _gather(maps, chosen, context)
     return rows, targets.reshape(-1, len(SOURCES))[chosen].astype(np.float32)
 
 
-def _gather(maps: FeatureMaps, chosen: np.ndarray) -> np.ndarray:
-    """The feature rows of the flat unit indices ``chosen``, built a few frames at a time."""
+def _gather(maps: FeatureMaps, chosen: np.ndarray, context: ContextMaps | None) -> np.ndarray:
+    """The rows of the flat unit indices ``chosen``, built a few frames at a time."""
     units = maps.units.count
-    out = np.empty((chosen.size, FEATURE_COUNT), dtype=np.float32)
+    width = FEATURE_COUNT + (CONTEXT_COUNT if context is not None else 0)
+    out = np.empty((chosen.size, width), dtype=np.float32)
     order = np.argsort(chosen)
     sorted_idx = chosen[order]
     step = 64
@@ -79,12 +99,14 @@ def _gather(maps: FeatureMaps, chosen: np.ndarray) -> np.ndarray:
         lo, hi = np.searchsorted(sorted_idx, [start * units, stop * units])
         if hi > lo:
             rows = maps.rows(start, stop)
+            if context is not None:
+                rows = np.concatenate([rows, context.rows(start, stop)], axis=1)
             out[order[lo:hi]] = rows[sorted_idx[lo:hi] - start * units]
     return out
 
 
-class Mlp:
-    """The trainable twin of :class:`MaskModel`: same layout, plus gradients and Adam."""
+class Trainer:
+    """A trainable :class:`Mlp`: the same layout, plus gradients and Adam."""
 
     def __init__(self, sizes: list[int], rng: np.random.Generator) -> None:
         self.w = [
@@ -144,52 +166,71 @@ def frame_sdr(reference: np.ndarray, estimate: np.ndarray, sr: int = SAMPLE_RATE
     return float(np.median(values)) if values else float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--songs", type=int, default=120)
-    parser.add_argument("--per-song", type=int, default=40000)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--hidden", type=int, default=48)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    rng = np.random.default_rng(args.seed)
-    pool = ThreadPoolExecutor(2)
-    held_out = max(1, args.songs // 10)
-    train_ids = list(range(held_out, args.songs))
-    t0 = time.perf_counter()
+def collect(
+    ids: list[int], args: argparse.Namespace, pool: ThreadPoolExecutor, first: Mlp | None
+) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
-    for index in train_ids:
-        stems = load_training_song(index)
-        x, y = song_rows(stems, rng, args.per_song, pool, mono=rng.random() < 0.1)
+    for index in ids:
+        rng = np.random.default_rng([args.seed, index, 0 if first is None else 1])
+        x, y = song_rows(load_training_song(index), rng, args.per_song, pool, first)
         xs.append(x)
         ys.append(y)
-    x_all = np.concatenate(xs)
-    y_all = np.concatenate(ys)
-    print(f"{x_all.shape[0]} rows from {len(train_ids)} songs in {time.perf_counter() - t0:.0f} s")
-    mean = x_all.mean(axis=0)
-    scale = 1.0 / (x_all.std(axis=0) + 1e-3)
-    x_all = (x_all - mean) * scale
-    net = Mlp([FEATURE_COUNT, args.hidden, args.hidden, len(SOURCES)], rng)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, seed: int) -> Mlp:
+    rng = np.random.default_rng(seed)
+    mean = x.mean(axis=0)
+    scale = 1.0 / (x.std(axis=0) + 1e-3)
+    x = (x - mean) * scale
+    net = Trainer([x.shape[1], hidden, hidden, len(SOURCES)], rng)
     batch = 1024
-    steps = args.epochs * (x_all.shape[0] // batch)
+    steps = epochs * (x.shape[0] // batch)
     step = 0
-    for epoch in range(args.epochs):
-        order = rng.permutation(x_all.shape[0])
+    for epoch in range(epochs):
+        order = rng.permutation(x.shape[0])
         losses = []
-        for start in range(0, x_all.shape[0] - batch + 1, batch):
+        for start in range(0, x.shape[0] - batch + 1, batch):
             idx = order[start : start + batch]
             lr = 3e-3 * 0.5 * (1 + np.cos(np.pi * step / steps))
-            losses.append(net.step(x_all[idx], y_all[idx], lr))
+            losses.append(net.step(x[idx], y[idx], lr))
             step += 1
-        print(f"epoch {epoch + 1}: loss {np.mean(losses):.4f}")
-    model = MaskModel(
+        print(f"  epoch {epoch + 1}: loss {np.mean(losses):.4f}", flush=True)
+    return Mlp(
         mean=mean.astype(np.float32),
         scale=scale.astype(np.float32),
         weights=tuple(net.w),
         biases=tuple(net.b),
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--songs", type=int, default=120)
+    parser.add_argument("--per-song", type=int, default=30000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", type=int, choices=(1, 2), default=2)
+    args = parser.parse_args()
+    pool = ThreadPoolExecutor(2)
+    held_out = max(1, args.songs // 10)
+    train_ids = list(range(held_out, args.songs))
+    t0 = time.perf_counter()
+    x, y = collect(train_ids, args, pool, None)
+    print(f"stage 1: {x.shape[0]} rows from {len(train_ids)} songs", flush=True)
+    first = fit(x, y, args.hidden, args.epochs, args.seed)
+    second = None
+    if args.stages == 2:
+        x, y = collect(train_ids, args, pool, first)
+        print(f"stage 2: {x.shape[0]} rows", flush=True)
+        second = fit(x, y, args.hidden, args.epochs, args.seed + 1)
+    model = MaskModel(first, second)
     model.save(WEIGHTS_FILE)
-    print(f"wrote {WEIGHTS_FILE} ({WEIGHTS_FILE.stat().st_size} bytes)")
+    print(
+        f"wrote {WEIGHTS_FILE} ({WEIGHTS_FILE.stat().st_size} bytes) "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
     engine = Engine(model)
     scores: dict[str, list[float]] = {name: [] for name in SOURCES}
     for index in range(held_out):

@@ -310,7 +310,9 @@ async def test_retry_of_a_failed_delivery_keeps_what_was_posted(
     stemhub_hub.start_frontend("half")
     job = await stemhub_hub.submit(file_request(stemhub_audio_file, origin=Origin(platform="half")))
     first = await stemhub_hub.wait_for(job.id, timeout=10)
-    assert first.status is JobStatus.COMPLETED and first.delivery["error"]["code"] == "DELIVERY_FAILED"
+    assert (
+        first.status is JobStatus.COMPLETED and first.delivery["error"]["code"] == "DELIVERY_FAILED"
+    )
     await stemhub_hub.retry(job.id)
     second = await stemhub_hub.wait_for(job.id, timeout=10)
     assert attempts == [{}, {"first_message": "m1"}]

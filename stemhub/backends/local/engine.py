@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from stemhub.backends.local.features import compute_maps
+from stemhub.backends.local.features import ContextMaps, compute_maps
 from stemhub.backends.local.model import SOURCES, MaskModel
 from stemhub.backends.local.stft import Stft
 
@@ -192,18 +192,32 @@ class Engine:
     ) -> NDArray[np.float32]:
         """(sources, frames, bins) masks for a (channels, frames, bins) spectrum."""
         maps = compute_maps(spectrum, sample_rate, pool=self.pool, checkpoint=lambda: progress(0.2))
-        progress(0.3)
+        progress(0.25)
         frames, units = maps.frames, maps.units.count
+        starts = range(0, frames, _FRAMES_PER_BLOCK)
+        stages = 1 if self.model.second is None else 2
         shares = np.empty((frames, units, len(SOURCES)), dtype=np.float32)
-        blocks = range(0, frames, _FRAMES_PER_BLOCK)
 
-        def classify(start: int) -> None:
+        def first(start: int) -> None:
             stop = min(frames, start + _FRAMES_PER_BLOCK)
             rows = maps.rows(start, stop)
-            shares[start:stop] = self.model.shares(rows).reshape(stop - start, units, -1)
+            shares[start:stop] = self.model.first.shares(rows).reshape(stop - start, units, -1)
 
-        for done, _ in enumerate(self.pool.map(classify, blocks)):
-            progress(0.3 + 0.5 * (done + 1) / len(blocks))
+        for done, _ in enumerate(self.pool.map(first, starts)):
+            progress(0.25 + 0.55 / stages * (done + 1) / len(starts))
+        if self.model.second is not None:
+            second_stage = self.model.second
+            context = ContextMaps.from_shares(shares, maps)
+            refined = np.empty_like(shares)
+
+            def second(start: int) -> None:
+                stop = min(frames, start + _FRAMES_PER_BLOCK)
+                rows = np.concatenate([maps.rows(start, stop), context.rows(start, stop)], axis=1)
+                refined[start:stop] = second_stage.shares(rows).reshape(stop - start, units, -1)
+
+            for done, _ in enumerate(self.pool.map(second, starts)):
+                progress(0.525 + 0.275 * (done + 1) / len(starts))
+            shares = refined
         per_bin = shares[:, maps.units.of_bin, :]
         return np.ascontiguousarray(np.moveaxis(per_bin, -1, 0))
 

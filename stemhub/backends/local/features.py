@@ -37,6 +37,7 @@ GROUP = 4
 EPS = np.float32(1e-8)
 RBF_CENTRES_HZ = (40.0, 80.0, 160.0, 320.0, 640.0, 1280.0, 2560.0, 5120.0, 10240.0, 20480.0)
 FEATURE_COUNT = 31
+CONTEXT_COUNT = 28
 
 
 @dataclass(frozen=True)
@@ -245,4 +246,53 @@ def compute_maps(
     )
 
 
-__all__ = ["FEATURE_COUNT", "FeatureMaps", "Units", "compute_maps"]
+@dataclass
+class ContextMaps:
+    """What the second stage adds: the first stage's answer around each unit.
+
+    A unit alone is often ambiguous (is this partial the voice or a synth?); the shares
+    the first stage gave its neighbours over the next half second, across the
+    frame, and an octave up and down usually are not.
+    """
+
+    shares: Array
+    """(frames, units, sources) from the first stage."""
+    near: Array
+    wide: Array
+    across: Array
+    frame: Array
+    related: dict[str, NDArray[np.intp]]
+
+    @classmethod
+    def from_shares(cls, shares: Array, maps: FeatureMaps) -> ContextMaps:
+        weight = np.exp(maps.level)[..., None]
+        frame = (shares * weight).sum(axis=1) / (weight.sum(axis=1) + EPS)
+        return cls(
+            shares=shares,
+            near=ndimage.uniform_filter1d(shares, 7, axis=0, mode="nearest"),
+            wide=ndimage.uniform_filter1d(shares, 31, axis=0, mode="nearest"),
+            across=ndimage.uniform_filter1d(shares, 9, axis=1, mode="nearest"),
+            frame=frame.astype(np.float32),
+            related=maps.related,
+        )
+
+    def rows(self, start: int, stop: int) -> Array:
+        """Context rows for frames ``start:stop``: (frames * units, CONTEXT_COUNT)."""
+        sel = slice(start, stop)
+        here = self.shares[sel]
+        n, units, sources = here.shape
+        frame = np.broadcast_to(self.frame[sel, None, :], (n, units, sources))
+        parts = [
+            here,
+            self.near[sel],
+            self.wide[sel],
+            self.across[sel],
+            frame,
+            here[:, self.related["octave_up"]],
+            here[:, self.related["octave_down"]],
+        ]
+        out: Array = np.concatenate(parts, axis=2).reshape(n * units, CONTEXT_COUNT)
+        return out
+
+
+__all__ = ["CONTEXT_COUNT", "FEATURE_COUNT", "ContextMaps", "FeatureMaps", "Units", "compute_maps"]
