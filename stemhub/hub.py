@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -103,6 +104,10 @@ class Hub:
         self._changed: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task[None]] = []
         self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        # probes share the default executor with every other to_thread call (file reads
+        # and writes of uploads and downloads); a burst of jobs must not queue thousands
+        # of probes in front of those
+        self.probe_slots = asyncio.Semaphore(os.cpu_count() or 1)
         self._opened = False
         self._closing = False
 

@@ -121,7 +121,8 @@ async def fetch_stage(hub: Hub, job: Job) -> None:
         policy = dataclasses.replace(FetchPolicy.from_settings(hub.settings), max_bytes=max_bytes)
         fetched = await fetch_to_file(url, hub.work_dir_for(job.id), policy=policy, headers=headers)
         path = fetched.path
-    info = await asyncio.to_thread(media.probe, path)
+    async with hub.probe_slots:
+        info = await asyncio.to_thread(media.probe, path)
     media.check_limits(info, max_bytes=max_bytes, max_duration_s=max_duration)
     job.audio = info
     job.input_path = str(path)
@@ -150,10 +151,10 @@ class _Progress:
 
 
 def build_task(hub: Hub, job: Job) -> SeparationTask:
-    """What the backend gets; ``separate_stage`` creates ``out_dir`` (off the event loop)."""
     request = job.request
     source = request.source
     out_dir = hub.outputs.job_dir(job.id)
+    out_dir.mkdir(parents=True, exist_ok=True)
     return SeparationTask(
         job_id=job.id,
         stem_set=request.stem_set,
@@ -205,7 +206,6 @@ def _record_result(hub: Hub, job: Job, result: SeparationResult) -> None:
 async def separate_stage(hub: Hub, job: Job) -> None:
     backend = hub.backend(job.backend or "local")
     task = build_task(hub, job)
-    await asyncio.to_thread(task.out_dir.mkdir, parents=True, exist_ok=True)
     if job.remote_id is None or not backend.capabilities.resumable:
         job.remote_id = await backend.start(task)
         await hub.save(job)
@@ -217,7 +217,7 @@ async def separate_stage(hub: Hub, job: Job) -> None:
     job.stage = Stage.DELIVER
     await hub.save(job)
     if job.request.source.kind is not SourceKind.FILE:
-        await asyncio.to_thread(hub.drop_work_dir, job.id)
+        hub.drop_work_dir(job.id)
     await hub.call_hook("stemhub_job_completed", hub=hub, job=job)
 
 

@@ -10,9 +10,10 @@ so a long song never has to be in memory at once.
   tempo to be reported, weighted by a log-normal preference for tempos near 120; the
   best candidate is refined by parabolic interpolation. Near the ends of the range a
   song may come out at half or double the tempo a musician would count.
-- Key: a chroma vector (spectral energy per pitch class, 65 Hz-5 kHz, from the pitched
-  part of the spectrum) correlated with the Krumhansl-Kessler major and minor profiles
-  in all twelve transpositions.
+- Key: a chroma vector correlated with the Krumhansl-Kessler major and minor profiles in
+  all twelve transpositions. The chroma is the energy per pitch class of a pitch
+  salience (harmonic summation over four octaves from C3) of the part of the spectrum
+  that holds still for half a second.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ PITCH_CLASSES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#
 MIN_BPM = 70.0
 MAX_BPM = 180.0
 TEMPO_PRIOR_OCTAVES = 0.7
+STEADY_S = 0.5
+SALIENCE_LOW_MIDI = 48
+"""C3: the four octaves of pitches from here on make the chroma."""
+HARMONICS = 8
+HARMONIC_DECAY = 0.9
+PITCH_EVERY = 4
+"""The pitch grid uses every fourth frame of the onset grid."""
 
 # Krumhansl & Kessler (1982) probe-tone ratings, tonic first.
 MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -34,21 +42,28 @@ MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 
 
 
 class Analyzer:
-    """Accumulates what tempo and key need from audio fed in consecutive blocks."""
+    """Accumulates what tempo and key need from audio fed in consecutive blocks.
+
+    Onsets want short windows (~46 ms) and close frames; pitches want long windows
+    (~186 ms, 5 Hz bins, to tell C3 from C#3). Both frame grids share one hop, so the
+    pending samples are cut once: every frame of the onset grid, every fourth of the
+    pitch grid.
+    """
 
     def __init__(self, sample_rate: int) -> None:
         self.sample_rate = sample_rate
-        self.n_fft = 1024
-        while self.n_fft * 2 <= sample_rate * 0.1:
+        self.n_fft = 512
+        while self.n_fft * 2 <= sample_rate * 0.05:
             self.n_fft *= 2
-        self.hop = self.n_fft // 8
+        self.hop = self.n_fft // 4
+        self.n_pitch = 4 * self.n_fft
         self.window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
+        self.pitch_window = np.hanning(self.n_pitch + 1)[:-1].astype(np.float32)
         freqs = np.arange(self.n_fft // 2 + 1) * sample_rate / self.n_fft
         self._flux_bins = freqs < 8000.0
-        tonal = (freqs >= 65.0) & (freqs <= 5000.0)
-        self._chroma_bins = np.flatnonzero(tonal)
-        midi = 69.0 + 12.0 * np.log2(freqs[tonal] / 440.0)
-        self._pitch_class = np.round(midi).astype(np.intp) % 12
+        pitch_freqs = np.arange(self.n_pitch // 2 + 1) * sample_rate / self.n_pitch
+        self._salience = _harmonic_sum_matrix(pitch_freqs)
+        self._steady_frames = max(1, round(STEADY_S * sample_rate / (PITCH_EVERY * self.hop)))
         self._pending = np.zeros(0, dtype=np.float32)
         self._previous: NDArray[np.float32] | None = None
         self._flux: list[NDArray[np.float32]] = []
@@ -63,15 +78,20 @@ class Analyzer:
         """Add the next block of (channels, samples) audio."""
         mono = audio.mean(axis=0, dtype=np.float32) if audio.ndim == 2 else audio
         pending = np.concatenate([self._pending, mono.astype(np.float32, copy=False)])
-        count = 0 if pending.size < self.n_fft else (pending.size - self.n_fft) // self.hop + 1
+        # a frame position is used once the longest window starting there has its samples
+        count = 0 if pending.size < self.n_pitch else (pending.size - self.n_pitch) // self.hop + 1
         if count == 0:
             self._pending = pending
             return
-        frames = np.lib.stride_tricks.sliding_window_view(pending, self.n_fft)[:: self.hop][:count]
-        magnitude = np.abs(scipy.fft.rfft(frames * self.window, axis=-1)).astype(np.float32)
+        self._onsets(pending, count)
+        self._pitches(pending, count)
         self._pending = pending[count * self.hop :]
         self._frames += count
 
+    def _onsets(self, pending: Audio, count: int) -> None:
+        view = np.lib.stride_tricks.sliding_window_view(pending, self.n_fft)
+        frames = view[:: self.hop][:count] * self.window
+        magnitude = np.abs(scipy.fft.rfft(frames, axis=-1)).astype(np.float32)
         compressed = np.log1p(100.0 * magnitude[:, self._flux_bins])
         previous = compressed[:1] if self._previous is None else self._previous[None]
         stacked = np.concatenate([previous, compressed])
@@ -80,12 +100,20 @@ class Analyzer:
         self._flux.append(np.maximum(stacked[1:] - reference, 0.0).mean(axis=1))
         self._previous = compressed[-1]
 
-        tonal = magnitude[:, self._chroma_bins]
-        # keep the horizontal (pitched) part of each bin; drums smear every pitch class
-        steady = ndimage.minimum_filter1d(tonal, 5, axis=0) if count >= 5 else tonal
-        self._chroma += np.bincount(
-            self._pitch_class, weights=np.sum(steady.astype(np.float64) ** 2, axis=0), minlength=12
-        )
+    def _pitches(self, pending: Audio, count: int) -> None:
+        first = -self._frames % PITCH_EVERY
+        if first >= count:
+            return
+        view = np.lib.stride_tricks.sliding_window_view(pending, self.n_pitch)
+        frames = view[first * self.hop : count * self.hop : PITCH_EVERY * self.hop]
+        magnitude = np.abs(scipy.fft.rfft(frames * self.pitch_window, axis=-1)).astype(np.float32)
+        # keep what holds still for half a second (notes, chords), not drums: even a
+        # snare's ring has a pitch, and it is rarely the key's
+        size = min(magnitude.shape[0], self._steady_frames)
+        steady = ndimage.minimum_filter1d(magnitude, size, axis=0)
+        salience = steady @ self._salience
+        energy = np.sum(salience.astype(np.float64) ** 2, axis=0)
+        self._chroma += energy.reshape(-1, 12).sum(axis=0)
 
     def bpm(self) -> float | None:
         """The tempo in beats per minute (70-180), or None without a steady pulse."""
@@ -97,6 +125,29 @@ class Analyzer:
     def key(self) -> str | None:
         """Like ``"A minor"`` or ``"C# major"``; None for silence or unpitched audio."""
         return estimate_key(self._chroma)
+
+
+def _harmonic_sum_matrix(freqs: NDArray[np.float64]) -> NDArray[np.float32]:
+    """(bins, pitches): each pitch's salience is the weighted sum of its harmonics.
+
+    Summing harmonics credits a note to its fundamental; counting raw bins would also
+    credit its fifth (3rd harmonic) and major third (5th harmonic) and pull minor keys
+    towards major ones.
+    """
+    bin_hz = float(freqs[1])
+    pitches = np.arange(SALIENCE_LOW_MIDI, SALIENCE_LOW_MIDI + 48)
+    matrix = np.zeros((freqs.size, pitches.size), dtype=np.float32)
+    for i, midi in enumerate(pitches):
+        f0 = 440.0 * 2.0 ** ((midi - 69) / 12.0)
+        for harmonic in range(1, HARMONICS + 1):
+            position = harmonic * f0 / bin_hz
+            below = int(position)
+            if below + 1 >= freqs.size:
+                break
+            weight = HARMONIC_DECAY ** (harmonic - 1)
+            matrix[below, i] += weight * (below + 1 - position)
+            matrix[below + 1, i] += weight * (position - below)
+    return matrix
 
 
 def estimate_bpm(envelope: NDArray[np.float64], fps: float) -> float | None:
