@@ -42,6 +42,29 @@ class _SectionTomlSource(TomlConfigSettingsSource):
             self.init_kwargs = self.toml_data
 
 
+class _LayeredSettings(BaseSettings):
+    """Init args, then env, then ``.env``, then this class's table of stemhub.toml."""
+
+    toml_section: ClassVar[str | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            _SectionTomlSource(settings_cls, cls.toml_section),
+            file_secret_settings,
+        )
+
+
 class QuotaSettings(BaseModel):
     """Limits as ``"COUNT/PERIOD"`` (``"10/hour"``, ``"3/minute"``); empty means none."""
 
@@ -52,7 +75,7 @@ class QuotaSettings(BaseModel):
     user_cooldown_s: float = 0.0
 
 
-class Settings(BaseSettings):
+class Settings(_LayeredSettings):
     model_config = SettingsConfigDict(
         env_prefix="STEMHUB_",
         env_file=".env",
@@ -91,23 +114,6 @@ class Settings(BaseSettings):
     stemsplit_base_url: str = "https://stemsplit.io/api/v1"
     stemsplit_download_outputs: bool = False
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            _SectionTomlSource(settings_cls, cls.toml_section),
-            file_secret_settings,
-        )
-
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -136,7 +142,7 @@ class Settings(BaseSettings):
         return key_file.read_text().strip().encode()
 
 
-class PluginSettings(BaseSettings):
+class PluginSettings(_LayeredSettings):
     """Base for a plugin's settings: set ``env_prefix`` and ``toml_section``.
 
     ``require("token")`` raises :class:`ConfigError` naming the env var to set.
@@ -144,23 +150,6 @@ class PluginSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
     toml_section: ClassVar[str | None] = None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            _SectionTomlSource(settings_cls, cls.toml_section),
-            file_secret_settings,
-        )
 
     def require(self, name: str) -> Any:
         value = getattr(self, name)
