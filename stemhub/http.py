@@ -13,7 +13,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -96,44 +96,58 @@ def build_app(hub: Hub, *, extra_routes: list[BaseRoute] | None = None) -> Starl
     return app
 
 
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn inside this event loop; yields its base URL.
+
+    Port 0 picks a free port. On exit the server finishes in-flight requests for up to
+    five seconds, then stops. Tests and benches use this for loopback fakes.
+    """
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, ws="none")
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{bound_port}"
+    finally:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=5)
+        except TimeoutError:
+            server.force_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except asyncio.CancelledError:
+            pass
+        sock.close()
+
+
 class HubServer:
-    """uvicorn running the hub's app inside the hub's event loop."""
+    """The hub's app served by uvicorn inside the hub's event loop."""
 
     def __init__(self, hub: Hub, *, host: str | None = None, port: int | None = None) -> None:
         self.hub = hub
         self.host = host or hub.settings.http_host
         self.port = hub.settings.http_port if port is None else port
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        self.url = ""
+        self._stack = contextlib.AsyncExitStack()
 
     async def start(self) -> None:
-        app = build_app(self.hub)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self.url = await self._stack.enter_async_context(
+            serve_asgi(build_app(self.hub), host=self.host, port=self.port)
+        )
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._socket is not None:
-            self._socket.close()
+        await self._stack.aclose()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HubServer]:
@@ -144,4 +158,4 @@ class HubServer:
             await self.stop()
 
 
-__all__ = ["HubServer", "build_app", "error_response", "plugin_routes"]
+__all__ = ["HubServer", "build_app", "error_response", "plugin_routes", "serve_asgi"]

@@ -45,7 +45,6 @@ import json
 import math
 import secrets
 import signal
-import socket
 import tempfile
 import uuid
 from collections import Counter, deque
@@ -57,7 +56,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -65,6 +63,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from stemhub.backends._stemsplit_pacing import Clock, ScaledClock
+from stemhub.http import serve_asgi
 from stemhub.models import STEMS_BY_SET, StemSet
 from stemhub.stemsplit_wire import (
     EVENT_COMPLETED,
@@ -1028,31 +1027,6 @@ class FakeStemSplit:
     def settings_overrides(self) -> dict[str, Any]:
         """Settings fields that point a hub at this fake."""
         return {"stemsplit_api_key": self.api_key, "stemsplit_base_url": self.base_url}
-
-
-@contextlib.asynccontextmanager
-async def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve an ASGI app with uvicorn on loopback (a free port by default); yields its URL."""
-    config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_keep_alive=30
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    port = sock.getsockname()[1]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        sock.close()
 
 
 @contextlib.asynccontextmanager

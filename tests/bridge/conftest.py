@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -25,31 +23,12 @@ from starlette.routing import Route
 from stemhub_n8n_bridge.frontend import BridgeFrontend
 from stemhub_n8n_bridge.keys import IssuedKey
 
-from stemhub.http import HubServer
+from stemhub.http import HubServer, serve_asgi
 from stemhub.hub import Hub
 from stemhub.plugins import get_plugin_manager
 from stemhub.testing import FakeBackendControls, FakeBackendPlugin, make_settings
 
-
-@contextlib.asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """``app`` on a kernel-chosen loopback port, served by uvicorn in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
+serve = serve_asgi
 
 
 @dataclass
