@@ -201,6 +201,9 @@ async def run_hub(api: str, chat: str, n: int, audio: Path, delay_s: float) -> R
     )
 
 
+STEMS = ("vocals", "drums", "bass", "other")
+
+
 class TutorialBot:
     """The tutorial's job function, run on the default executor; one shared blocking client.
 
@@ -240,9 +243,6 @@ class TutorialBot:
         finally:
             with self.lock:
                 self.running -= 1
-
-
-STEMS = ("vocals", "drums", "bass", "other")
 
 
 async def run_tutorial(api: str, chat: str, n: int, attachment: bytes, filename: str) -> RunFigures:

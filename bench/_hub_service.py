@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -69,8 +69,12 @@ class SeparationService:
 
     async def upload(self, request: Request) -> Response:
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+        except ClientDisconnect:
+            # a client that stopped mid-upload (a run that failed) is no news here
+            return Response(status_code=499)
         key = uuid.uuid4().hex
         self.uploads[key] = size
         return JSONResponse({"uploadKey": key, "bytes": size})

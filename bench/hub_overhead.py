@@ -71,6 +71,10 @@ def fake_service(delay_s: float) -> Iterator[str]:
             process.wait()
 
 
+class RunFailed(Exception):
+    """A run ended without figures; the message is the error that ended it."""
+
+
 def measure(mode: str, n: int, audio: Path, delay_s: float) -> RunFigures:
     with fake_service(delay_s) as api, fake_service(delay_s) as chat:
         command = [sys.executable, "-m", "bench._hub_runs", mode, "--api", api, "--chat", chat]
@@ -79,8 +83,9 @@ def measure(mode: str, n: int, audio: Path, delay_s: float) -> RunFigures:
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("RESULT "):
             return RunFigures.from_json(line.removeprefix("RESULT "))
-    sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-    raise RuntimeError(f"the {mode} run with N={n} failed (exit {done.returncode})")
+    sys.stderr.write(done.stderr[-3000:])
+    last = [line for line in done.stderr.splitlines() if line and not line[0].isspace()]
+    raise RunFailed(last[-1] if last else f"exit status {done.returncode}")
 
 
 def extrapolate(measured: RunFigures, n: int, audio_bytes: int) -> RunFigures:
@@ -110,7 +115,14 @@ class Row:
     estimated: bool = False
 
 
-def print_table(rows: list[Row]) -> None:
+@dataclass
+class FailedRow:
+    n: int
+    mode: str
+    error: str
+
+
+def print_table(rows: list[Row | FailedRow]) -> None:
     header = (
         f"{'N':>7} {'mode':<9} {'ran':>6} {'wall s':>9} {'jobs/s':>8} "
         f"{'added p50 ms':>12} {'p99 ms':>8} {'hub p99':>8} {'e2e p50 s':>10} {'e2e p99 s':>10} "
@@ -119,13 +131,17 @@ def print_table(rows: list[Row]) -> None:
     print(header)
     print("-" * len(header))
     for row in rows:
+        if isinstance(row, FailedRow):
+            print(f"{row.n:>7} {row.mode:<9} {row.n:>6}  FAILED: {row.error}")
+            continue
         f = row.figures
+        hub_p99 = f"{f.hub_part_ms['p99']:>8.1f}" if f.mode == "hub" else f"{'-':>8}"
         mark = "~" if row.estimated else " "
         e2e_p50, e2e_p99 = f.end_to_end_ms["p50"] / 1000, f.end_to_end_ms["p99"] / 1000
         per_job_kib = (f.peak_rss_mb - f.base_rss_mb) * 1024 / f.n
         print(
             f"{f.n:>7} {f.mode:<9} {row.ran:>6} {mark}{f.wall_s:>8.1f} {mark}{f.jobs_per_s:>7.1f} "
-            f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} {f.hub_part_ms['p99']:>8.1f} "
+            f"{f.added_ms['p50']:>12.1f} {f.added_ms['p99']:>8.1f} {hub_p99} "
             f"{mark}{e2e_p50:>9.1f} {mark}{e2e_p99:>9.1f} "
             f"{f.peak_in_flight:>8} {mark}{f.peak_rss_mb:>10.0f} {per_job_kib:>8.1f} "
             f"{1000 * f.cpu_s / f.n:>10.2f} {f.failures:>5}"
@@ -134,15 +150,18 @@ def print_table(rows: list[Row]) -> None:
             print(f"        first failure: {f.failure_sample}")
 
 
-def verdict(rows: list[Row]) -> None:
-    hub_rows = [row.figures for row in rows if row.figures.mode == "hub"]
+def verdict(rows: list[Row | FailedRow]) -> None:
+    print()
+    for row in rows:
+        if isinstance(row, FailedRow) and row.mode == "hub":
+            print(f"hub, N={row.n}: MISSES: the run failed ({row.error})")
+    hub_rows = [row.figures for row in rows if isinstance(row, Row) and row.figures.mode == "hub"]
     if not hub_rows:
         return
     biggest = max(hub_rows, key=lambda f: f.n)
     rss_ok = biggest.peak_rss_mb < TARGET_RSS_MB
     p99_ok = all(f.added_ms["p99"] < TARGET_P99_MS for f in hub_rows)
     worst_p99 = max(f.added_ms["p99"] for f in hub_rows)
-    print()
     print(
         f"hub, N={biggest.n}: peak RSS {biggest.peak_rss_mb:.0f} MB "
         f"({'meets' if rss_ok else 'MISSES'} < {TARGET_RSS_MB:.0f} MB) with "
@@ -174,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from stemhub.testing import write_test_tone
 
-    rows: list[Row] = []
+    rows: list[Row | FailedRow] = []
     with tempfile.TemporaryDirectory(prefix="stemhub-bench-audio-") as folder:
         audio = write_test_tone(Path(folder) / "tone.wav", seconds=args.seconds)
         audio_bytes = audio.stat().st_size
@@ -186,8 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         tutorial_runs: dict[int, RunFigures] = {}
         for n in args.n:
             began = time.perf_counter()
-            hub = measure("hub", n, audio, args.delay)
-            rows.append(Row(hub, ran=n))
+            try:
+                rows.append(Row(measure("hub", n, audio, args.delay), ran=n))
+            except RunFailed as failed:
+                rows.append(FailedRow(n, "hub", str(failed)))
             print(f"  hub N={n} done in {time.perf_counter() - began:.0f} s", file=sys.stderr)
             if args.skip_tutorial:
                 continue
@@ -206,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(Row(extrapolate(measured, n, audio_bytes), ran=ran, estimated=True))
     print()
     print_table(rows)
-    if any(row.estimated for row in rows):
+    if any(isinstance(row, Row) and row.estimated for row in rows):
         print(
             f"~ extrapolated from a run of the N in 'ran' (the tutorial's pool would need "
             f"about N / {min(32, (os.cpu_count() or 1) + 4)} x {args.delay:g} s)"

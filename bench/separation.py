@@ -46,7 +46,16 @@ from bench import baselines
 from bench.songs import DATA_DIR, SONGS, Song, load_song, long_mix_file
 
 STEMS = ("vocals", "drums", "bass", "other")
-METHODS = ("mixture", "repet_sim", "hpss", "lowpass", "classical_other", "engine", "oracle")
+METHODS = (
+    "mixture",
+    "repet_sim",
+    "hpss",
+    "lowpass",
+    "classical_other",
+    "engine_fast",
+    "engine",
+    "oracle",
+)
 CLASSICAL = ("repet_sim", "hpss", "lowpass", "classical_other")
 LABELS = {
     "mixture": "mixture as estimate",
@@ -55,7 +64,8 @@ LABELS = {
     "lowpass": "low-pass 150 Hz (bass)",
     "classical_other": "REPET x HPSS x high-pass (other)",
     "best_classical": "best classical, per stem",
-    "engine": "**stemhub local engine**",
+    "engine_fast": "stemhub local engine, FAST (masks only)",
+    "engine": "**stemhub local engine** (BALANCED)",
     "oracle": "oracle ideal ratio mask",
 }
 
@@ -75,12 +85,17 @@ def _museval_metrics() -> ModuleType:
         return module
 
 
-def _engine_separate(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+def _engine_separate(mix: np.ndarray, sr: int, *, spatial: bool) -> dict[str, np.ndarray]:
+    from threadpoolctl import threadpool_limits
+
     from stemhub.backends.local.engine import Engine
 
     engine = _engine_separate.__dict__.setdefault("engine", Engine(threads=2))
     assert isinstance(engine, Engine)
-    return engine.separate(mix, sr)
+    engine.spatial = spatial
+    # one BLAS thread, as in the backend's worker processes (the engine has its own)
+    with threadpool_limits(1, user_api="blas"):
+        return engine.separate(mix, sr)
 
 
 def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, float]:
@@ -99,7 +114,9 @@ def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, f
     elif method == "classical_other":
         out = baselines.classical_other(mix, sr)
     elif method == "engine":
-        out = _engine_separate(mix, sr)
+        out = _engine_separate(mix, sr, spatial=True)
+    elif method == "engine_fast":
+        out = _engine_separate(mix, sr, spatial=False)
     elif method == "oracle":
         out = baselines.oracle(song.stems, mix)
     else:
@@ -128,29 +145,47 @@ def score(reference: np.ndarray, estimate: np.ndarray, sr: int) -> tuple[float, 
     return framewise, whole
 
 
-def _score_job(args: tuple[str, str, str, np.ndarray]) -> tuple[str, str, str, float, float]:
-    song_name, method, stem, estimate = args
+def _score_job(args: tuple[str, str, str, Path]) -> tuple[str, str, str, float, float]:
+    song_name, method, stem, path = args
     song = load_song(song_name)
+    with np.load(path) as stored:
+        estimate = stored[stem]
     framewise, whole = score(song.stems[stem], estimate, song.sample_rate)
     return song_name, method, stem, framewise, whole
 
 
 def evaluate(names: list[str], jobs: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"songs": {}, "rtf": {m: [] for m in METHODS}}
+    """Separate every song with every method (timed), then score all estimates.
+
+    Scoring starts only when every method has run, so the timings are taken on an
+    otherwise idle machine; the estimates wait on disk meanwhile.
+    """
+    results: dict[str, Any] = {"songs": {}, "rtf": {m: [] for m in METHODS}, "analysis": {}}
     work = []
-    for name in names:
-        song = load_song(name)
-        for method in METHODS:
-            estimates, wall, cpu = run_method(method, song)
-            results["rtf"][method].append((wall / song.seconds, cpu / song.seconds))
-            for stem, estimate in estimates.items():
-                work.append((name, method, stem, estimate.astype(np.float32)))
-        print(f"separated {name} ({song.seconds:.0f} s)", flush=True)
-    with ProcessPoolExecutor(jobs) as pool:
-        for name, method, stem, framewise, whole in pool.map(_score_job, work, chunksize=1):
-            song_scores = results["songs"].setdefault(name, {}).setdefault(method, {})
-            song_scores[stem] = (framewise, whole)
+    with tempfile.TemporaryDirectory(prefix="stemhub-bench-") as tmp:
+        for name in names:
+            song = load_song(name)
+            for method in METHODS:
+                estimates, wall, cpu = run_method(method, song)
+                results["rtf"][method].append((wall / song.seconds, cpu / song.seconds))
+                path = Path(tmp) / f"{name}.{method}.npz"
+                np.savez(path, **{k: v.astype(np.float32) for k, v in estimates.items()})
+                work.extend((name, method, stem, path) for stem in estimates)
+            results["analysis"][name] = analysis_check(song)
+            print(f"separated {name} ({song.seconds:.0f} s)", flush=True)
+        with ProcessPoolExecutor(jobs) as pool:
+            for name, method, stem, framewise, whole in pool.map(_score_job, work, chunksize=1):
+                song_scores = results["songs"].setdefault(name, {}).setdefault(method, {})
+                song_scores[stem] = (framewise, whole)
     return results
+
+
+def analysis_check(song: Song) -> dict[str, Any]:
+    """BPM and key the engine reports for a song, next to the truth."""
+    from stemhub.backends.local.analysis import analyse
+
+    bpm, key = analyse(song.mix, song.sample_rate)
+    return {"bpm": bpm, "true_bpm": song.spec.bpm, "key": key, "true_key": song.spec.key_name}
 
 
 def summarise(results: dict[str, Any]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -180,7 +215,7 @@ def summarise(results: dict[str, Any]) -> dict[str, dict[str, tuple[float, float
 def markdown(table: dict[str, dict[str, tuple[float, float]]], rtf: dict[str, Any]) -> str:
     head = "| method | " + " | ".join(STEMS) + " | RTF (wall) |"
     lines = [head, "|" + "---|" * (len(STEMS) + 2)]
-    order = ["mixture", *CLASSICAL, "best_classical", "engine", "oracle"]
+    order = ["mixture", *CLASSICAL, "best_classical", "engine_fast", "engine", "oracle"]
     for method in order:
         cells = []
         for stem in STEMS:
@@ -202,6 +237,7 @@ def long_run(path: Path) -> dict[str, float]:
     from stemhub.backends.local import worker
     from stemhub.models import OutputFormat
 
+    worker.limit_blas_threads()  # as in the backend's worker processes
     info = media.probe(path)
     with tempfile.TemporaryDirectory() as tmp:
         control = worker.Control(Path(tmp) / "control", create=True)
@@ -220,16 +256,29 @@ def long_run(path: Path) -> dict[str, float]:
         control.remove()
     if report.error or report.cancelled:
         raise RuntimeError(f"engine failed: {report}")
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     duration = float(info.duration_s or 0.0)
     return {
         "duration_s": duration,
         "wall_s": wall,
         "cpu_s": cpu,
         "rtf": wall / duration,
-        "peak_rss_mb": peak_kb / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
         "bpm": report.bpm or 0.0,
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory.
+
+    On Linux ``ru_maxrss`` survives ``execve``, so a child started from a big parent
+    would report the parent's peak; ``VmHWM`` belongs to the new program alone.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def long_runs(minutes: list[float]) -> dict[str, dict[str, float]]:
@@ -242,7 +291,6 @@ def long_runs(minutes: list[float]) -> dict[str, dict[str, float]]:
             capture_output=True,
             text=True,
             cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "OPENBLAS_NUM_THREADS": "2"},
         )
         out[f"{value:g} min"] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
@@ -254,10 +302,15 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=None, help="use the first N songs")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the metrics")
     parser.add_argument("--no-long", action="store_true", help="skip the 3 and 10 min runs")
+    parser.add_argument("--long-only", action="store_true", help="only the 3 and 10 min runs")
     parser.add_argument("--long-run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.long_run:
         print(json.dumps(long_run(args.long_run)))
+        return
+    if args.long_only:
+        for label, figures in long_runs([3.0, 10.0]).items():
+            print(f"engine on {label}: {json.dumps(figures)}")
         return
     names = list(SONGS)[: 4 if args.quick else args.songs]
     print(f"{len(names)} songs, {os.cpu_count()} CPUs", flush=True)
@@ -272,6 +325,16 @@ def main() -> None:
         margin = table["engine"][stem][0] - table["best_classical"][stem][0]
         verdicts.append(f"{stem} {margin:+.2f} dB")
     print("engine minus best classical (museval):", ", ".join(verdicts))
+    checks = results["analysis"].values()
+    tempo_ok = sum(abs(c["bpm"] - c["true_bpm"]) <= 1.5 for c in checks if c["bpm"])
+    octave = sum(
+        abs(c["bpm"] * f - c["true_bpm"]) <= 1.5 for c in checks if c["bpm"] for f in (0.5, 2.0)
+    )
+    keys_ok = sum(c["key"] == c["true_key"] for c in checks)
+    print(
+        f"analysis: BPM within 1.5 in {tempo_ok}/{len(checks)} songs "
+        f"(half/double in {octave}), key right in {keys_ok}/{len(checks)}"
+    )
     long = {} if args.quick or args.no_long else long_runs([3.0, 10.0])
     for label, figures in long.items():
         print(
@@ -280,12 +343,7 @@ def main() -> None:
         )
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     out = DATA_DIR / "separation_results.json"
-    out.write_text(
-        json.dumps(
-            {"table": table, "rtf": results["rtf"], "long": long, "songs": results["songs"]},
-            indent=1,
-        )
-    )
+    out.write_text(json.dumps({"table": table, "long": long, **results}, indent=1))
     print(f"\nfull results: {out}")
 
 

@@ -7,7 +7,7 @@ and rendered stem by stem (vocals, drums, bass, other), so the mix is the exact 
 the stems. Timing, velocity and pitch are humanised and sections change, so a method
 that only looks for exact repetition is not flattered.
 
-Everything is numpy/scipy; a 12-second demo renders in well under a second.
+Everything is numpy/scipy; the 12-second demo renders in about a second.
 """
 
 from __future__ import annotations

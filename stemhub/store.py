@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from stemhub.models import TERMINAL_STATUSES, Job, JobStatus, utcnow
+from stemhub.models import TERMINAL_STATUSES, Job, JobStatus, Stage, utcnow
 
 metadata = sa.MetaData()
 
@@ -103,6 +103,11 @@ _RELEASE_JOB = (
     .where(jobs.c.id == sa.bindparam("b_id"), jobs.c.owner == sa.bindparam("b_owner"))
     .values(owner=None, lease_until=None)
 )
+
+
+def _finishing(job: Job) -> bool:
+    """Past its backend: someone is waiting for this job's delivery right now."""
+    return job.stage in (Stage.DELIVER, Stage.DONE)
 
 
 @dataclass(eq=False)
@@ -189,6 +194,11 @@ class JobWriter:
     caller was cancelled before its batch started is dropped, as its transaction would
     have been.
 
+    ``urgent`` writes go into the next batch ahead of the others: a job that finished
+    (someone waits for its delivery) must not queue behind thousands of jobs that are
+    only starting; measured, that queue was nearly all of the p99 latency between a
+    backend's answer and the delivery at 10,000 jobs in flight.
+
     On a SQLite file the batch runs on a thread of its own through a plain pysqlite
     engine: one hand-off per batch, not one per statement through aiosqlite's thread.
     """
@@ -200,13 +210,19 @@ class JobWriter:
         self.sync_engine = sync_engine
         self.max_batch = max_batch
         self._pending: list[_Write] = []
+        self._urgent: list[_Write] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._thread: ThreadPoolExecutor | None = None
 
     async def write(
-        self, statement: sa.Executable, params: dict[str, Any], *, batchable: bool = False
+        self,
+        statement: sa.Executable,
+        params: dict[str, Any],
+        *,
+        batchable: bool = False,
+        urgent: bool = False,
     ) -> int:
         """Queue one statement; its row count once the batch holding it committed."""
         loop = asyncio.get_running_loop()
@@ -214,18 +230,26 @@ class JobWriter:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name="stemhub-store-writer")
         write = _Write(statement, params, batchable, loop.create_future())
-        self._pending.append(write)
+        (self._urgent if urgent else self._pending).append(write)
         self._wakeup.set()
         return await write.future
+
+    def _take(self) -> list[_Write]:
+        """The next batch: urgent writes first, then the others, in arrival order."""
+        taken = self._urgent[: self.max_batch]
+        del self._urgent[: self.max_batch]
+        room = self.max_batch - len(taken)
+        if room > 0:
+            taken += self._pending[:room]
+            del self._pending[:room]
+        return [write for write in taken if not write.future.done()]
 
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
-                taken = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                batch = [write for write in taken if not write.future.done()]
+            while self._urgent or self._pending:
+                batch = self._take()
                 if batch:
                     await self._commit(batch)
             if self._closing:
@@ -369,7 +393,8 @@ class Store:
     async def save_job(self, job: Job) -> Job:
         """Write the job's current state (one short transaction)."""
         job.updated_at = utcnow()
-        await self.writer.write(_UPDATE_JOB, self._row(job) | {"b_id": job.id}, batchable=True)
+        params = self._row(job) | {"b_id": job.id}
+        await self.writer.write(_UPDATE_JOB, params, batchable=True, urgent=_finishing(job))
         return job
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -476,7 +501,8 @@ class Store:
         """Record delivery once; False when it was already recorded (never deliver twice)."""
         job.delivered_at = job.delivered_at or utcnow()
         job.updated_at = utcnow()
-        return await self.writer.write(_DELIVER_JOB, self._row(job) | {"b_id": job.id}) == 1
+        params = self._row(job) | {"b_id": job.id}
+        return await self.writer.write(_DELIVER_JOB, params, urgent=True) == 1
 
     async def jobs_with_outputs_older_than(self, cutoff: datetime) -> list[Job]:
         query = sa.select(jobs.c.data).where(

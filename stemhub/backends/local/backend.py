@@ -34,7 +34,7 @@ from stemhub.backends.base import (
 from stemhub.backends.local import worker
 from stemhub.backends.local.model import WEIGHTS_FILE
 from stemhub.errors import ErrorCode, StemhubError
-from stemhub.models import BackendCapabilities, OutputFormat, StemSet
+from stemhub.models import BackendCapabilities, OutputFormat, Quality, StemSet
 
 if TYPE_CHECKING:
     from stemhub.hub import Hub
@@ -114,6 +114,7 @@ class LocalBackend(Backend):
             output_format=task.output_format,
             control_path=control.path,
             threads=self.threads,
+            spatial=task.quality is not Quality.FAST,
         )
         # starting worker processes can take a while: keep it off the event loop
         future = await asyncio.to_thread(self._submit, order)

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from stemhub.backends.local.features import ContextMaps, compute_maps
 from stemhub.backends.local.model import SOURCES, MaskModel
 from stemhub.backends.local.stft import Stft
+from stemhub.backends.local.wiener import spatial_estimates
 
 Audio = NDArray[np.float32]
 Checkpoint = Callable[[float], None]
@@ -65,7 +66,11 @@ def fft_size(sample_rate: int) -> int:
 
 
 class Engine:
-    """Separates audio; one instance per worker process, reused across jobs."""
+    """Separates audio; one instance per worker process, reused across jobs.
+
+    ``spatial`` turns the model's shares into stereo Wiener filters (:mod:`.wiener`)
+    instead of plain masks: a little slower, about half a decibel better.
+    """
 
     def __init__(
         self,
@@ -74,8 +79,10 @@ class Engine:
         threads: int = 2,
         chunk_s: float = 20.0,
         overlap_s: float = 2.0,
+        spatial: bool = True,
     ) -> None:
         self.model = model or MaskModel.load()
+        self.spatial = spatial
         self.threads = max(1, threads)
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="stemhub-engine")
         self.chunk_s = chunk_s
@@ -177,11 +184,16 @@ class Engine:
         progress(0.1)
         analysed = spectrum if spectrum.shape[0] <= 2 else spectrum[:2]
         shares = self.shares(analysed, sample_rate, progress)
+        wanted = [SOURCES.index(name) for name in sources]
+        if self.spatial and spectrum.shape[0] == 2:
+            estimates = spatial_estimates(spectrum, shares, wanted, self.pool)
+        else:
+            estimates = [spectrum * shares[j] for j in wanted]
+        progress(0.85)
         out: dict[str, Audio] = {}
-        for i, name in enumerate(sources):
-            mask = shares[SOURCES.index(name)]
-            out[name] = stft.inverse(spectrum * mask, audio.shape[1])
-            progress(0.8 + 0.2 * (i + 1) / len(sources))
+        for i, (name, estimate) in enumerate(zip(sources, estimates, strict=True)):
+            out[name] = stft.inverse(estimate, audio.shape[1])
+            progress(0.85 + 0.15 * (i + 1) / len(sources))
         return out
 
     def shares(

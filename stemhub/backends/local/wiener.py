@@ -16,6 +16,9 @@ the engine takes the last stem as the rest anyway, so that holds to float precis
 
 from __future__ import annotations
 
+import itertools
+from concurrent.futures import Executor
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -24,14 +27,40 @@ Array = NDArray[np.float32]
 EPS = np.float32(1e-10)
 REGULARISATION = np.float32(1e-3)
 """Diagonal loading, relative to the bin's power: keeps the 2x2 inverse well behaved."""
+BANDS = 8
 
 
-def spatial_estimates(spectrum: Spectrum, shares: Array, wanted: list[int]) -> list[Spectrum]:
+def spatial_estimates(
+    spectrum: Spectrum, shares: Array, wanted: list[int], pool: Executor | None = None
+) -> list[Spectrum]:
     """Stereo estimates of the sources ``wanted`` (indices into ``shares``).
 
     ``spectrum`` is (2, frames, bins); ``shares`` is (sources, frames, bins) and sums to
-    one over sources. Returns one (2, frames, bins) spectrum per wanted source.
+    one over sources. Returns one (2, frames, bins) spectrum per wanted source. Every
+    frequency is filtered on its own, so the work goes band by band, in parallel on
+    ``pool`` when given.
     """
+    bins = spectrum.shape[-1]
+    out = [np.empty_like(spectrum) for _ in wanted]
+
+    def band(part: slice) -> None:
+        for target, estimate in zip(
+            out, _estimates(spectrum[..., part], shares[..., part], wanted), strict=True
+        ):
+            target[..., part] = estimate
+
+    # bands of a few hundred bins keep the temporaries small (bounded memory)
+    edges = np.linspace(0, bins, BANDS + 1).astype(int)
+    parts = [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+    if pool is None:
+        for part in parts:
+            band(part)
+    else:
+        list(pool.map(band, parts))
+    return out
+
+
+def _estimates(spectrum: Spectrum, shares: Array, wanted: list[int]) -> list[Spectrum]:
     left, right = spectrum[0], spectrum[1]
     p_left = left.real**2 + left.imag**2
     p_right = right.real**2 + right.imag**2
