@@ -496,9 +496,10 @@ def _voice(
     for t, dur, centre in noises:
         n = round(dur * sr)
         burst = r.band(r.noise(n), centre * 0.7, min(centre * 1.6, sr * 0.45)) * r.env(n, 0.01, dur)
-        r_out = np.zeros((2, r.n))
-        r.place(r_out, burst * 0.25, t, 0.0)
-        out += r_out[0] * np.sqrt(2.0)
+        start = round(t * sr)
+        lo, hi = max(0, -start), min(n, r.n - start)
+        if hi > lo:
+            out[start + lo : start + hi] += 0.25 * burst[lo:hi]
     return out
 
 

@@ -23,7 +23,15 @@ from stemhub.config import Settings
 from stemhub.demo import demo_spec, demo_stems, mix, write_demo_song
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.hub import Hub
-from stemhub.models import JobRequest, JobStatus, OutputFormat, Source, SourceKind, StemSet
+from stemhub.models import (
+    JobRequest,
+    JobStatus,
+    OutputFormat,
+    Quality,
+    Source,
+    SourceKind,
+    StemSet,
+)
 from stemhub.plugins import get_plugin_manager
 from stemhub.testing import make_settings
 
@@ -230,6 +238,20 @@ async def test_stem_files_sum_back_to_the_input(hub: Hub, demo_file: Path, tmp_p
     total = sum(media.decode(stem.path)[0] for stem in result.stems.values() if stem.path)
     # four 16-bit files, each off by its rounding and libsndfile's 32767/32768 scaling
     assert np.max(np.abs(total - source)) <= 4 / 32768
+
+
+async def test_fast_quality_and_an_id_from_before_a_restart(
+    hub: Hub, demo_file: Path, tmp_path: Path
+) -> None:
+    # engine ids do not survive a restart (not resumable): waiting on an unknown one
+    # simply runs the job again
+    backend = hub.backend("local")
+    task = make_task(demo_file, tmp_path / "out", StemSet.BOTH, quality=Quality.FAST)
+    result = await backend.wait(task, "local-from-an-earlier-hub", Recorder())
+    assert set(result.stems) == {"vocals", "instrumental"}
+    source, _ = media.decode(demo_file)
+    total = sum(media.decode(stem.path)[0] for stem in result.stems.values() if stem.path)
+    assert np.max(np.abs(total - source)) <= 2 / 32768
 
 
 async def test_six_stems_are_refused_with_a_pointer_elsewhere(

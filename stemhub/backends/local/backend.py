@@ -150,6 +150,14 @@ class LocalBackend(Backend):
             report = wrapped.result()
         except asyncio.CancelledError:
             running.control.cancel()
+            # forget the job once the worker has noticed, even if nobody calls cancel()
+            loop = asyncio.get_running_loop()
+
+            def later(_future: Future[worker.WorkReport]) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop may be closed by then
+                    loop.call_soon_threadsafe(self._forget, remote_id)
+
+            running.future.add_done_callback(later)
             raise
         except BrokenProcessPool as exc:
             self._pool = None
@@ -170,8 +178,9 @@ class LocalBackend(Backend):
         finally:
             if running.future.done():
                 self._forget(remote_id)
+        result = self._result(report)
         await progress(100.0, "separated")
-        return self._result(report)
+        return result
 
     def _result(self, report: worker.WorkReport) -> SeparationResult:
         if report.cancelled:

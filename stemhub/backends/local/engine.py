@@ -1,11 +1,13 @@
 """The embedded separation engine: chunked, streaming, and exact about the mix.
 
 Audio goes through in overlapping chunks (20 s, 2 s of overlap by default) so memory
-stays bounded whatever the length: the STFT of a chunk is classified bin by bin
-(:mod:`.features`, :mod:`.model`), the masked spectra go back to audio, and neighbouring
-chunks are crossfaded with complementary ramps. One stem of every stem set is not
-estimated but taken as the rest (``other`` = mix - vocals - drums - bass, ``instrumental``
-= mix - vocals), so the stems always add back to the input to float precision.
+stays bounded whatever the length. Every unit of a chunk's spectrogram gets four shares
+(vocals, drums, bass, other) from the model (:mod:`.features`, :mod:`.model`); the shares
+become stereo Wiener filters (:mod:`.wiener`) or, for mono and the FAST quality, plain
+masks; the filtered spectra go back to audio, and neighbouring chunks are crossfaded with
+complementary ramps. One stem of every stem set is not estimated but taken as the rest
+(``other`` = mix - vocals - drums - bass, ``instrumental`` = mix - vocals), so the stems
+always add back to the input to float precision.
 """
 
 from __future__ import annotations
@@ -175,9 +177,10 @@ class Engine:
         sources: tuple[str, ...],
         progress: Callable[[float], None] = lambda _fraction: None,
     ) -> dict[str, Audio]:
-        """Mask-based estimates of ``sources`` for one chunk (channels, samples).
+        """Estimates of ``sources`` for one chunk (channels, samples).
 
-        ``progress`` gets the fraction of the chunk done, between steps.
+        ``progress`` gets the fraction of the chunk done, between steps. With more than
+        two channels the first two are analysed and the masks applied to all.
         """
         stft = Stft(fft_size(sample_rate), workers=self.threads)
         spectrum = stft.forward(audio)
