@@ -103,7 +103,9 @@ class Hub:
         self._live: dict[str, Job] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task[None]] = []
-        self._semaphore = asyncio.Semaphore(self.settings.concurrency)
+        # held while a job fetches, starts its separation or delivers, not while it waits
+        # on a backend: a hub can have thousands of remote jobs in flight
+        self.work_slots = asyncio.Semaphore(self.settings.concurrency)
         # probes share the default executor with every other to_thread call (file reads
         # and writes of uploads and downloads); a burst of jobs must not queue thousands
         # of probes in front of those
@@ -469,8 +471,7 @@ class Hub:
 
         async def _runner() -> None:
             try:
-                async with self._semaphore:
-                    await run_job(self, job)
+                await run_job(self, job)
             finally:
                 self._tasks.pop(job.id, None)
                 self._live.pop(job.id, None)
@@ -503,8 +504,10 @@ class Hub:
     async def _renew_leases_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
-            with contextlib.suppress(Exception):
+            try:
                 await self.store.renew_leases(list(self._tasks), self.instance_id, self.lease_s)
+            except Exception:
+                log.exception("lease renewal failed; other hubs may take over these jobs")
 
     async def _recover_forever(self) -> None:
         while True:

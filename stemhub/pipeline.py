@@ -44,11 +44,13 @@ async def run_job(hub: Hub, job: Job) -> None:
     try:
         while job.stage is not Stage.DONE:
             if job.stage is Stage.FETCH:
-                await _attempt(hub, job, fetch_stage)
+                async with hub.work_slots:
+                    await _attempt(hub, job, fetch_stage)
             elif job.stage is Stage.SEPARATE:
                 await _attempt(hub, job, separate_stage)
             elif job.stage is Stage.DELIVER:
-                delivered = await deliver_stage(hub, job)
+                async with hub.work_slots:
+                    delivered = await deliver_stage(hub, job)
                 if not delivered:
                     return
     except StemhubError as error:
@@ -207,8 +209,9 @@ async def separate_stage(hub: Hub, job: Job) -> None:
     backend = hub.backend(job.backend or "local")
     task = build_task(hub, job)
     if job.remote_id is None or not backend.capabilities.resumable:
-        job.remote_id = await backend.start(task)
-        await hub.save(job)
+        async with hub.work_slots:
+            job.remote_id = await backend.start(task)
+            await hub.save(job)
     result = await backend.wait(task, job.remote_id, _Progress(hub, job))
     _record_result(hub, job, result)
     job.status = JobStatus.COMPLETED

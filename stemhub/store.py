@@ -79,6 +79,8 @@ quota_hits = sa.Table(
     sa.Index("ix_quota_hits_scope_subject_at", "scope", "subject", "at"),
 )
 
+LEASE_CHUNK = 500
+
 UNFINISHED = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 
 # Built once so SQLAlchemy's statement cache key is computed once, not per write; the
@@ -463,15 +465,17 @@ class Store:
         return await self.writer.write(_CLAIM_JOB, params) == 1
 
     async def renew_leases(self, job_ids: Sequence[str], owner: str, lease_s: float) -> None:
-        if not job_ids:
-            return
-        query = (
-            jobs.update()
-            .where(jobs.c.id.in_(list(job_ids)), jobs.c.owner == owner)
-            .values(lease_until=time.time() + lease_s)
-        )
+        ids = list(job_ids)
+        until = time.time() + lease_s
+        # bound parameters per statement are limited (SQLite 32766): renew in chunks
         async with self.engine.begin() as conn:
-            await conn.execute(query)
+            for start in range(0, len(ids), LEASE_CHUNK):
+                chunk = ids[start : start + LEASE_CHUNK]
+                await conn.execute(
+                    jobs.update()
+                    .where(jobs.c.id.in_(chunk), jobs.c.owner == owner)
+                    .values(lease_until=until)
+                )
 
     async def release_job(self, job_id: str, owner: str) -> None:
         await self.writer.write(_RELEASE_JOB, {"b_id": job_id, "b_owner": owner}, batchable=True)

@@ -278,17 +278,37 @@ async def test_job_for_an_absent_frontend_waits_in_deliver(
     assert job.id not in await stemhub_hub.recover()
 
 
-async def test_concurrency_limit_holds(
+async def test_concurrency_limit_bounds_work_but_not_waiting(
     stemhub_hub: Hub, stemhub_fake_backend: FakeBackendControls, stemhub_audio_file: Path
 ) -> None:
-    stemhub_hub._semaphore = asyncio.Semaphore(2)
+    """Two work slots: deliveries queue for a slot, backend waits do not."""
+    stemhub_hub.work_slots = asyncio.Semaphore(2)
     stemhub_fake_backend.delay_s = 0.3
-    jobs = [await stemhub_hub.submit(file_request(stemhub_audio_file)) for _ in range(5)]
+    delivering: list[int] = []
+    active = 0
+
+    class Slow(Frontend):
+        name = "slow"
+
+        async def deliver(self, job: Job) -> None:
+            nonlocal active
+            active += 1
+            delivering.append(active)
+            await asyncio.sleep(0.2)
+            active -= 1
+
+    stemhub_hub.frontend_factories["slow"] = Slow
+    stemhub_hub.start_frontend("slow")
+    jobs = [
+        await stemhub_hub.submit(file_request(stemhub_audio_file, origin=Origin(platform="slow")))
+        for _ in range(6)
+    ]
     await asyncio.sleep(0.15)
-    running = [j for j in jobs if (await stemhub_hub.get_job(j.id)).status is JobStatus.RUNNING]  # type: ignore[union-attr]
-    assert len(running) == 2
+    waiting = [(await stemhub_hub.get_job(j.id)) for j in jobs]
+    assert sum(1 for j in waiting if j is not None and j.remote_id) == 6
     for job in jobs:
         await stemhub_hub.wait_for(job.id, timeout=10)
+    assert max(delivering) == 2
 
 
 async def test_retry_of_a_failed_delivery_keeps_what_was_posted(
