@@ -1,9 +1,10 @@
 """Fit the local engine's mask model on songs our synthesizer makes.
 
-    uv run --group bench python -m bench.train_engine [--songs 120] [--epochs 10]
+    uv run --group bench python -m bench.train_engine [--songs 240] [--epochs 10]
 
-The training songs come from :func:`bench.songs.random_spec` with seeds that the
-benchmark songs never use (rendered once and cached under ``bench/data/train``). For
+The training songs (240 of 24 s) come from :func:`bench.songs.random_spec` with seeds
+that the benchmark songs never use (rendered once and cached under ``bench/data/train``,
+which takes about 15 minutes the first time). For
 each song the features of every time-frequency unit are computed exactly as the engine
 computes them; the target is the ideal ratio mask (each stem's share of the unit's
 power). Units are drawn with probability growing with their level, since loud units
@@ -14,7 +15,7 @@ Two perceptrons (two hidden layers of 64) are trained one after the other with A
 the soft cross-entropy, in plain numpy: the first on the features, the second on the
 features plus the context of the first one's answers (:class:`ContextMaps`). The
 result goes to ``stemhub/backends/local/weights.npz``; the first tenth of the songs is
-held out and their separation SDR is printed at the end. One run takes about 15 minutes
+held out and their separation SDR is printed at the end. Training takes about 25 minutes
 on 2 cores.
 """
 
@@ -212,7 +213,7 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, seed: int) -> Ml
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--songs", type=int, default=120)
+    parser.add_argument("--songs", type=int, default=240)
     parser.add_argument("--per-song", type=int, default=30000)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, default=64)
