@@ -212,6 +212,13 @@ class Hub:
                 return "demucs", "HT-Demucs weights found"
         return "local", "the built-in engine needs no key, GPU or download"
 
+    def input_limits(self, backend_name: str) -> tuple[int, float]:
+        """The tighter of the backend's and the hub's limits: (bytes, seconds)."""
+        caps = self.backend(backend_name).capabilities
+        max_bytes = min(x for x in (caps.max_bytes, self.settings.max_upload_bytes) if x)
+        max_seconds = min(x for x in (caps.max_duration_s, self.settings.max_duration_s) if x)
+        return max_bytes, max_seconds
+
     def start_frontend(self, name: str) -> Frontend:
         """Build the frontend ``name`` so it delivers its jobs; ``run()`` is the caller's."""
         if name in self.frontends:
@@ -280,7 +287,7 @@ class Hub:
                 ErrorCode.UNSUPPORTED_SOURCE,
                 "YouTube links need the hosted StemSplit API; send the audio file instead.",
             )
-        limit = min(x for x in (caps.max_bytes, self.settings.max_upload_bytes) if x)
+        limit, _ = self.input_limits(backend_name)
         if source.size_bytes is not None and source.size_bytes > limit:
             raise RequestRejected(
                 ErrorCode.FILE_TOO_LARGE,

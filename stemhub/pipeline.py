@@ -106,10 +106,7 @@ async def fetch_stage(hub: Hub, job: Job) -> None:
     await hub.save(job)
     await hub.call_hook("stemhub_job_started", hub=hub, job=job)
     source = job.request.source
-    backend = hub.backend(job.backend or "local")
-    caps = backend.capabilities
-    max_bytes = min(x for x in (caps.max_bytes, hub.settings.max_upload_bytes) if x)
-    max_duration = min(x for x in (caps.max_duration_s, hub.settings.max_duration_s) if x)
+    max_bytes, max_duration = hub.input_limits(job.backend or "local")
     if source.kind is SourceKind.YOUTUBE:
         job.stage = Stage.SEPARATE
         await hub.save(job)

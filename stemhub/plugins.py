@@ -8,13 +8,11 @@ is reported and skipped so one broken install never takes the others down.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from types import ModuleType
 
 import pluggy
 
@@ -119,11 +117,6 @@ def get_plugin_manager(
         report.loaded[name] = "registered directly"
     pm.check_pending()
     return pm
-
-
-def import_module_plugin(dotted: str) -> ModuleType:
-    """Import a plugin module by dotted path (``stemhub run --plugin-module``)."""
-    return importlib.import_module(dotted)
 
 
 __all__ = ["PluginReport", "StemhubPluginManager", "get_plugin_manager"]
