@@ -101,6 +101,8 @@ class Hub:
         self.frontends: dict[str, Frontend] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._live: dict[str, Job] = {}
+        # submitted here, stored already leased to this hub, not spawned yet
+        self._submitting: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task[None]] = []
         # held while a job fetches, starts its separation or delivers, not while it waits
@@ -310,11 +312,15 @@ class Hub:
         await self.call_hook("stemhub_validate_request", hub=self, request=request)
         await self.call_hook("stemhub_check_quota", hub=self, request=request)
         job = Job(request=request, backend=backend_name)
-        stored = await self.store.insert_job(job)
-        if stored.id != job.id:
-            return stored
-        await self.call_hook("stemhub_job_created", hub=self, job=job)
-        await self._claim_and_spawn(job)
+        self._submitting.add(job.id)
+        try:
+            stored = await self.store.insert_job(job, owner=self.instance_id, lease_s=self.lease_s)
+            if stored.id != job.id:
+                return stored
+            await self.call_hook("stemhub_job_created", hub=self, job=job)
+            self._spawn(job)
+        finally:
+            self._submitting.discard(job.id)
         return job
 
     async def get_job(self, job_id: str) -> Job | None:
@@ -462,11 +468,11 @@ class Hub:
         path of this same hub (submit vs. the recovery loop) may have started the job;
         a lease this hub already holds would let both claims succeed.
         """
-        if job.id in self._tasks:
+        if job.id in self._tasks or job.id in self._submitting:
             return False
         if not await self.store.claim_job(job.id, self.instance_id, self.lease_s):
             return False
-        if job.id in self._tasks:
+        if job.id in self._tasks or job.id in self._submitting:
             return False
         self._spawn(job)
         return True
@@ -483,7 +489,8 @@ class Hub:
                 self._tasks.pop(job.id, None)
                 self._live.pop(job.id, None)
                 self.notify(job)
-                if not self._closing:
+                # a delivered job's lease went with the delivery's write
+                if not self._closing and job.stage is not Stage.DONE:
                     with contextlib.suppress(Exception):
                         await self.store.release_job(job.id, self.instance_id)
 

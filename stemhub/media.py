@@ -268,9 +268,15 @@ def _describe(head: bytes) -> str | None:
     return None
 
 
-# the demuxer is already known from the magic bytes, so FFmpeg need not read megabytes
-# to guess the stream layout (its default 5 MB probe cost most of a short job's CPU)
-_PROBE_OPTIONS = {"probesize": "65536"}
+# The demuxer is already known from the magic bytes, so FFmpeg need not read megabytes
+# to guess the stream layout (its default 5 MB probe cost most of a short job's CPU).
+# FFmpeg's probe time grows with the bytes it reads (measured: 9.2 ms per WAV open by
+# default, 2.5 ms at 64 KiB, 0.4 ms at 4 KiB). Containers whose header states the
+# sample rate and channels need only the header; raw frame streams (ADTS AAC, MP3) and
+# the others get room for a few frames.
+_HEADER_ONLY = frozenset({"wav", "flac", "aiff"})
+_PROBE_BYTES_HEADER = "4096"
+_PROBE_BYTES_FRAMES = "65536"
 
 
 def _open(path: Path, container: str) -> Any:
@@ -280,7 +286,11 @@ def _open(path: Path, container: str) -> Any:
             str(path),
             format=_DEMUXERS[container],
             metadata_errors="replace",
-            options=_PROBE_OPTIONS,
+            options={
+                "probesize": _PROBE_BYTES_HEADER
+                if container in _HEADER_ONLY
+                else _PROBE_BYTES_FRAMES
+            },
         )
     except (av.FFmpegError, ValueError) as exc:
         raise _damaged(container, exc) from exc

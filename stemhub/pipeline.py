@@ -103,9 +103,12 @@ async def fetch_stage(hub: Hub, job: Job) -> None:
     """Bring the audio to a local file (size cap while streaming), sniff and probe it."""
     job.status = JobStatus.RUNNING
     job.started_at = job.started_at or utcnow()
-    await hub.save(job)
-    await hub.call_hook("stemhub_job_started", hub=hub, job=job)
     source = job.request.source
+    if source.kind is SourceKind.FILE:
+        hub.notify(job)  # a local probe: persisted with its outcome, a moment later
+    else:
+        await hub.save(job)
+    await hub.call_hook("stemhub_job_started", hub=hub, job=job)
     max_bytes, max_duration = hub.input_limits(job.backend or "local")
     if source.kind is SourceKind.YOUTUBE:
         job.stage = Stage.SEPARATE

@@ -8,7 +8,7 @@ Leases make several hub processes safe on one database: a hub claims a job befor
 works on it and renews the lease while it does; a job whose lease lapsed (its hub died)
 may be claimed by any hub.
 
-The job table's writes are group-committed (:class:`JobWriter`): thousands of jobs in
+The job table's writes are group-committed (:class:`~stemhub.job_writer.JobWriter`): thousands of jobs in
 flight would otherwise each pay for a transaction of their own, per transition.
 
 The ``kv`` table gives plugins durable state without migrations of their own (delivery
@@ -18,13 +18,9 @@ survive restarts and span instances.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from stemhub.job_writer import BUSY_TIMEOUT_MS, JobWriter
 from stemhub.models import TERMINAL_STATUSES, Job, JobStatus, Stage, utcnow
 
 metadata = sa.MetaData()
@@ -87,7 +84,12 @@ UNFINISHED = [JobStatus.QUEUED.value, JobStatus.RUNNING.value]
 # ``b_`` prefix keeps bind names apart from the column names they would shadow.
 _INSERT_JOB = jobs.insert()
 _UPDATE_JOB = jobs.update().where(jobs.c.id == sa.bindparam("b_id"))
-_DELIVER_JOB = jobs.update().where(jobs.c.id == sa.bindparam("b_id"), jobs.c.delivered_at.is_(None))
+# delivered is final: the lease goes with the same write (no release afterwards)
+_DELIVER_JOB = (
+    jobs.update()
+    .where(jobs.c.id == sa.bindparam("b_id"), jobs.c.delivered_at.is_(None))
+    .values(owner=None, lease_until=None)
+)
 _CLAIM_JOB = (
     jobs.update()
     .where(
@@ -112,197 +114,19 @@ def _finishing(job: Job) -> bool:
     return job.stage in (Stage.DELIVER, Stage.DONE)
 
 
-@dataclass(eq=False)
-class _Write:
-    statement: sa.Executable
-    params: dict[str, Any]
-    batchable: bool
-    """True when the caller needs no row count: runs of it go as one executemany."""
-    future: asyncio.Future[int]
-
-
-def _execute_batch(conn: Connection, batch: list[_Write]) -> list[int | Exception]:
-    """Run a batch in the caller's transaction; the row count of each write."""
-    outcomes: list[int | Exception] = []
-    for (_, batchable), run in itertools.groupby(
-        batch, key=lambda w: (id(w.statement), w.batchable)
-    ):
-        writes = list(run)
-        if batchable and len(writes) > 1:
-            conn.execute(writes[0].statement, [write.params for write in writes])
-            outcomes.extend(1 for _ in writes)
-        else:
-            outcomes.extend(
-                conn.execute(write.statement, write.params).rowcount for write in writes
-            )
-    return outcomes
-
-
-def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Exception]:
-    """A batch in one transaction; replayed one write per transaction on a constraint error.
-
-    Only a constraint error belongs to one write (an idempotency key used twice); any
-    other error (the database locked past the busy timeout, a full disk) is every
-    write's, and replaying would only wait for it again.
-    """
-    try:
-        with engine.begin() as conn:
-            return _execute_batch(conn, batch)
-    except IntegrityError as error:
-        if len(batch) == 1:
-            return [error]
-    except SQLAlchemyError as error:
-        return [error for _ in batch]
-    outcomes: list[int | Exception] = []
-    for write in batch:
-        try:
-            with engine.begin() as conn:
-                outcomes.extend(_execute_batch(conn, [write]))
-        except SQLAlchemyError as error:
-            outcomes.append(error)
-    return outcomes
-
-
-async def _commit_async(engine: AsyncEngine, batch: list[_Write]) -> list[int | Exception]:
-    """:func:`_commit_on_thread` on the async engine (PostgreSQL, in-memory SQLite)."""
-    try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(_execute_batch, batch)
-    except IntegrityError as error:
-        if len(batch) == 1:
-            return [error]
-    except SQLAlchemyError as error:
-        return [error for _ in batch]
-    outcomes: list[int | Exception] = []
-    for write in batch:
-        try:
-            async with engine.begin() as conn:
-                outcomes.extend(await conn.run_sync(_execute_batch, [write]))
-        except SQLAlchemyError as error:
-            outcomes.append(error)
-    return outcomes
-
-
-class JobWriter:
-    """Group commit for the job table: every write queued meanwhile shares one transaction.
-
-    Each job transition is a tiny write; at thousands of jobs in flight a transaction per
-    write (pool checkout, BEGIN, COMMIT, and on SQLite a fight for the one write lock with
-    sleeping retries) made the store the hub's bottleneck. Here one writer commits what
-    is queued, up to ``max_batch`` writes at a time, runs of the same statement as one
-    executemany. A caller still returns only once its write is committed. A constraint
-    error replays the batch one write per transaction, so the write that broke it fails
-    alone (an idempotency conflict stays that caller's IntegrityError). A write whose
-    caller was cancelled before its batch started is dropped, as its transaction would
-    have been.
-
-    ``urgent`` writes go into the next batch ahead of the others: a job that finished
-    (someone waits for its delivery) must not queue behind thousands of jobs that are
-    only starting; measured, that queue was nearly all of the p99 latency between a
-    backend's answer and the delivery at 10,000 jobs in flight.
-
-    On a SQLite file the batch runs on a thread of its own through a plain pysqlite
-    engine: one hand-off per batch, not one per statement through aiosqlite's thread.
-    """
-
-    def __init__(
-        self, engine: AsyncEngine, sync_engine: Engine | None = None, *, max_batch: int = 256
-    ) -> None:
-        self.engine = engine
-        self.sync_engine = sync_engine
-        self.max_batch = max_batch
-        self._pending: list[_Write] = []
-        self._urgent: list[_Write] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._thread: ThreadPoolExecutor | None = None
-
-    async def write(
-        self,
-        statement: sa.Executable,
-        params: dict[str, Any],
-        *,
-        batchable: bool = False,
-        urgent: bool = False,
-    ) -> int:
-        """Queue one statement; its row count once the batch holding it committed."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._wakeup = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="stemhub-store-writer")
-        write = _Write(statement, params, batchable, loop.create_future())
-        (self._urgent if urgent else self._pending).append(write)
-        self._wakeup.set()
-        return await write.future
-
-    def _take(self) -> list[_Write]:
-        """The next batch: urgent writes first, then the others, in arrival order."""
-        taken = self._urgent[: self.max_batch]
-        del self._urgent[: self.max_batch]
-        room = self.max_batch - len(taken)
-        if room > 0:
-            taken += self._pending[:room]
-            del self._pending[:room]
-        return [write for write in taken if not write.future.done()]
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._urgent or self._pending:
-                batch = self._take()
-                if batch:
-                    await self._commit(batch)
-            if self._closing:
-                return
-
-    async def _commit(self, batch: list[_Write]) -> None:
-        outcomes: list[int | Exception]
-        try:
-            if self.sync_engine is not None:
-                if self._thread is None:
-                    self._thread = ThreadPoolExecutor(1, thread_name_prefix="stemhub-store")
-                outcomes = await asyncio.get_running_loop().run_in_executor(
-                    self._thread, _commit_on_thread, self.sync_engine, batch
-                )
-            else:
-                outcomes = await _commit_async(self.engine, batch)
-        except asyncio.CancelledError:
-            for write in batch:
-                write.future.cancel()
-            raise
-        except Exception as error:  # noqa: BLE001 - a bug must reach the callers, not hang them
-            outcomes = [error for _ in batch]
-        for write, outcome in zip(batch, outcomes, strict=True):
-            if write.future.done():
-                continue
-            if isinstance(outcome, Exception):
-                write.future.set_exception(outcome)
-            else:
-                write.future.set_result(outcome)
-
-    async def close(self) -> None:
-        """Commit what is queued and stop the writer (a later write starts it again)."""
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
-            self._closing = True
-            self._wakeup.set()
-            await task
-        self._closing = False
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
-            self._thread = None
-        if self.sync_engine is not None:
-            self.sync_engine.dispose()
-
-
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _writer_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # the job writer commits on the event loop: the checkpoints are its thread's job
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
@@ -334,6 +158,7 @@ class Store:
                 sync_url = make_url(url).set(drivername="sqlite")
                 sync_engine = sa.create_engine(sync_url, connect_args={"timeout": 30})
                 event.listen(sync_engine, "connect", _sqlite_pragmas)
+                event.listen(sync_engine, "connect", _writer_pragmas)
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             sync_engine = None
@@ -374,12 +199,18 @@ class Store:
             "data": job.model_dump_json(),
         }
 
-    async def insert_job(self, job: Job) -> Job:
-        """Persist a new job; with an idempotency key already used, return that job."""
+    async def insert_job(self, job: Job, *, owner: str | None = None, lease_s: float = 0.0) -> Job:
+        """Persist a new job; with an idempotency key already used, return that job.
+
+        With ``owner`` the job is stored already leased to it for ``lease_s`` seconds
+        (what :meth:`claim_job` would do next, without a second write).
+        """
         values = self._row(job) | {
             "id": job.id,
             "created_at": job.created_at,
             "idempotency_key": job.request.idempotency_key,
+            "owner": owner,
+            "lease_until": time.time() + lease_s if owner is not None else None,
         }
         try:
             await self.writer.write(_INSERT_JOB, values, batchable=True)
