@@ -6,9 +6,12 @@ import asyncio
 import concurrent.futures
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+
+from stemhub.store import Store
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STEMHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -58,3 +61,17 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         yield f"{base}/{name}"
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store, once on a SQLite file and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'hub.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    opened = await Store.open(url)
+    try:
+        yield opened
+    finally:
+        await opened.close()

@@ -31,19 +31,6 @@ def make_job(key: str | None = None) -> Job:
     return Job(request=request)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    opened = await Store.open(url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[tuple[Store, Path]]:
     path = tmp_path / "jobs.db"
