@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = logging.getLogger(__name__)
@@ -87,19 +87,28 @@ def _commit_if_free(engine: Engine, batch: list[_Write]) -> list[int | Exception
     """The batch committed on the calling thread, or None if that would have to wait.
 
     The write lock is tried once (``busy_timeout=0``): when another connection holds
-    it, or anything else goes wrong (a constraint error wants the replay), the
-    transaction is rolled back whole and the caller hands the batch to
-    :func:`_commit_on_thread`, which waits and replays as usual.
+    it, or a constraint error wants the one-by-one replay, the transaction is rolled
+    back whole and the caller hands the batch to :func:`_commit_on_thread`, which waits
+    and replays as usual.
     """
     with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        _busy_timeout(conn, 0)
         try:
             with conn.begin():
                 return _execute_batch(conn, batch)
-        except SQLAlchemyError:
+        except (OperationalError, IntegrityError):
             return None
         finally:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _busy_timeout(conn, BUSY_TIMEOUT_MS)
+
+
+def _busy_timeout(conn: Connection, ms: int) -> None:
+    # on the driver's connection: a statement through SQLAlchemy would begin a transaction
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={int(ms)}")
+    cursor.close()
 
 
 def _checkpoint(engine: Engine) -> None:

@@ -8,8 +8,9 @@ Leases make several hub processes safe on one database: a hub claims a job befor
 works on it and renews the lease while it does; a job whose lease lapsed (its hub died)
 may be claimed by any hub.
 
-The job table's writes are group-committed (:class:`~stemhub.job_writer.JobWriter`): thousands of jobs in
-flight would otherwise each pay for a transaction of their own, per transition.
+The job table's writes are group-committed (:class:`~stemhub.job_writer.JobWriter`):
+thousands of jobs in flight would otherwise each pay for a transaction of their own, per
+transition.
 
 The ``kv`` table gives plugins durable state without migrations of their own (delivery
 cursors, event dedupe, API keys), and ``quota_hits`` holds quota counters so limits

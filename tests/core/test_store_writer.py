@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from stemhub import job_writer
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage
@@ -69,6 +71,37 @@ async def test_a_duplicate_key_in_a_batch_fails_alone(store: Store) -> None:
     assert await store.count_jobs() == 1 + len(others)
 
 
+@contextmanager
+def threads_writing_jobs(store: Store) -> Iterator[set[int]]:
+    """The threads on which the store's writer ran job-table writes meanwhile."""
+    seen: set[int] = set()
+
+    def record(*_args: object, **_kwargs: object) -> None:
+        seen.add(threading.get_ident())
+
+    engine = store.writer.sync_engine
+    assert engine is not None
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_with_the_lock_free_a_batch_commits_on_the_loop_thread(
+    sqlite_store: tuple[Store, Path],
+) -> None:
+    store, _path = sqlite_store
+    jobs = [await store.insert_job(make_job()) for _ in range(20)]
+    for job in jobs:
+        job.status = JobStatus.RUNNING
+    with threads_writing_jobs(store) as threads:
+        await asyncio.gather(*(store.save_job(job) for job in jobs))
+    assert threads == {threading.get_ident()}
+    for job in jobs:
+        assert (await store.get_job(job.id) or job).status is JobStatus.RUNNING
+
+
 async def test_a_held_write_lock_delays_writes_without_losing_them(
     sqlite_store: tuple[Store, Path],
 ) -> None:
@@ -84,10 +117,13 @@ async def test_a_held_write_lock_delays_writes_without_losing_them(
             other.execute("COMMIT")
 
         asyncio.get_running_loop().call_later(0.3, release)
-        await asyncio.gather(*(store.save_job(job) for job in jobs))
+        with threads_writing_jobs(store) as threads:
+            await asyncio.gather(*(store.save_job(job) for job in jobs))
         saved_at = time.monotonic()
     assert released_at[0] > 0
     assert saved_at >= released_at[0]
+    # the loop did not wait for the lock: the writer's own thread did
+    assert threads - {threading.get_ident()}
     for job in jobs:
         loaded = await store.get_job(job.id)
         assert loaded is not None
