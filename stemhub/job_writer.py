@@ -192,10 +192,18 @@ class JobWriter:
     ) -> int:
         """Queue one statement; its row count once the batch holding it committed."""
         loop = asyncio.get_running_loop()
+        write = _Write(statement, params, batchable, loop.create_future())
+        if urgent and self.sync_engine is not None and not self._closing:
+            # no queue at all for a finished job's write when the lock is free
+            done = _commit_if_free(self.sync_engine, [write])
+            if done is not None:
+                self._checkpoint_now_and_then(self.sync_engine)
+                if isinstance(done[0], Exception):
+                    raise done[0]
+                return done[0]
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._wakeup = asyncio.Event()
             self._task = loop.create_task(self._run(), name="stemhub-store-writer")
-        write = _Write(statement, params, batchable, loop.create_future())
         (self._urgent if urgent else self._pending).append(write)
         self._wakeup.set()
         return await write.future
