@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import json
+import os
 import re
+import subprocess
 import sys
 import textwrap
 from importlib.metadata import EntryPoint
@@ -107,3 +110,57 @@ def test_entry_point_objects_are_importable() -> None:
         EntryPoint("quota", "stemhub.quota", "stemhub"),
     ):
         assert ep.load() is not None
+
+
+FRONTEND_PLUGINS = {"discord", "slack", "n8n_bridge"}
+PLATFORM_LIBRARIES = ["discord", "slack_bolt", "slack_sdk", "aiohttp"]
+LOAD_EVERYTHING_IDLE = """
+import asyncio, json, sys
+from pathlib import Path
+
+import typer
+
+from stemhub.config import Settings
+from stemhub.hub import Hub
+from stemhub.plugins import get_plugin_manager
+
+pm = get_plugin_manager()
+pm.hook.stemhub_register_commands(cli=typer.Typer())
+
+
+async def idle_hub() -> list[str]:
+    async with Hub(Settings(data_dir=Path(sys.argv[1])), pm=pm, recover=False) as hub:
+        return sorted(hub.frontend_factories)
+
+
+frontends = asyncio.run(idle_hub())
+print(json.dumps({
+    "loaded": sorted(pm.report.loaded),
+    "failed": pm.report.failed,
+    "frontends": frontends,
+    "imported": [name for name in sys.argv[2:] if name in sys.modules],
+}))
+"""
+
+
+def test_installed_plugins_leave_platform_libraries_unimported(tmp_path: Path) -> None:
+    """Every CLI command and every hub loads every plugin; only a started frontend may
+    pay for discord.py, slack_bolt/slack_sdk or aiohttp (seconds of start-up, tens of MB)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("STEMHUB_PLUGINS", "STEMHUB_BLOCK_PLUGINS")
+    }
+    env["STEMHUB_CONFIG"] = str(tmp_path / "absent.toml")
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_EVERYTHING_IDLE, str(tmp_path / "data"), *PLATFORM_LIBRARIES],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert set(seen["loaded"]) >= FRONTEND_PLUGINS, seen["failed"]
+    assert set(seen["frontends"]) >= FRONTEND_PLUGINS
+    assert seen["imported"] == []

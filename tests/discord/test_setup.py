@@ -12,13 +12,16 @@ import discord
 import pytest
 import typer
 import yarl
-from stemhub_discord import DiscordSettings
+from stemhub_discord import DiscordFrontend, DiscordSettings
 from stemhub_discord.client import StemhubClient, StemhubShardedClient, build_client
 from stemhub_discord.plugin import stemhub_register_commands
 from typer.testing import CliRunner
 
 from stemhub import JobStatus
+from stemhub.hookspecs import FrontendFactory
+from stemhub.hub import Hub
 from stemhub.plugins import get_plugin_manager
+from stemhub.testing import make_settings
 from tests.discord import _payloads as p
 from tests.discord._fake_discord import APP_ID, GUILD_ID
 from tests.discord.conftest import Bot, BotFactory
@@ -38,12 +41,16 @@ def stemhub_cli(*args: str) -> typer.testing.Result:
     return CliRunner().invoke(root, list(args))
 
 
-def test_the_entry_point_registers_the_discord_frontend() -> None:
+def test_the_entry_point_registers_the_discord_frontend(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("STEMHUB_CONFIG", str(tmp_path / "absent.toml"))
     pm = get_plugin_manager(only=["discord"])
     assert pm.report.loaded["discord"] == "stemhub-discord"
-    registered: dict[str, object] = {}
+    registered: dict[str, FrontendFactory] = {}
     pm.hook.stemhub_register_frontends(register=registered.__setitem__)
-    assert registered["discord"].__name__ == "DiscordFrontend"  # type: ignore[attr-defined]
+    frontend = registered["discord"](Hub(make_settings(tmp_path / "data"), pm=pm))
+    assert isinstance(frontend, DiscordFrontend)
 
 
 def test_the_token_comes_from_discord_token_as_a_secret(

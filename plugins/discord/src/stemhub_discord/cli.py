@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from stemhub_discord.client import invite_permissions, invite_url
 from stemhub_discord.settings import DiscordSettings
 
 app = typer.Typer(help="Set up the Discord bot.", no_args_is_help=True)
@@ -32,6 +31,9 @@ def invite_url_command(
     ] = None,
 ) -> None:
     """Print the URL that adds the bot to a server: the scopes and permissions it needs."""
+    # discord.py loads here, not when `stemhub --help` builds the command tree
+    from stemhub_discord.client import invite_permissions, invite_url
+
     settings = DiscordSettings()
     application_id = client_id or settings.application_id
     if application_id is None and settings.token is not None:

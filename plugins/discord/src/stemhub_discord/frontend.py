@@ -37,7 +37,7 @@ from stemhub_discord.responders import (
     close_quietly,
     rebuild_interaction,
 )
-from stemhub_discord.settings import DiscordSettings
+from stemhub_discord.settings import PLATFORM, DiscordSettings
 
 if TYPE_CHECKING:
     from stemhub.hub import Hub
@@ -48,7 +48,7 @@ Run = Callable[[Responder, Invoker], Awaitable[None]]
 
 
 class DiscordFrontend(Frontend):
-    name = "discord"
+    name = PLATFORM
 
     def __init__(self, hub: Hub, settings: DiscordSettings | None = None) -> None:
         super().__init__(hub)

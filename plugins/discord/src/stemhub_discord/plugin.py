@@ -4,29 +4,42 @@ Loaded through the ``stemhub`` entry point; ``stemhub run --plugins discord`` st
 frontend. Job events of every plugin reach every plugin, so each hook here filters on
 ``origin.platform`` and only records state: progress edits happen in the frontend's own
 tasks, never inside the pipeline's hook call.
+
+Every stemhub process loads this module, most of them without ever starting the bot, so
+it imports no discord.py (nor aiohttp): the frontend is imported when the hub builds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from stemhub import JobRequest, hookimpl
 from stemhub_discord.access import check_access
-from stemhub_discord.frontend import DiscordFrontend
-from stemhub_discord.settings import DiscordSettings
+from stemhub_discord.settings import PLATFORM, DiscordSettings
 
 if TYPE_CHECKING:
     import typer
 
     from stemhub import Job
+    from stemhub.hookspecs import FrontendFactory
     from stemhub.hub import Hub
+    from stemhub_discord.frontend import DiscordFrontend
 
-PLATFORM = DiscordFrontend.name
+
+def _build_frontend(hub: Hub) -> DiscordFrontend:
+    from stemhub_discord.frontend import DiscordFrontend
+
+    return DiscordFrontend(hub)
 
 
 def _frontend(hub: Hub) -> DiscordFrontend | None:
     frontend = hub.frontends.get(PLATFORM)
+    if frontend is None:
+        return None
+    # a started frontend means its module is imported already: this import costs nothing
+    from stemhub_discord.frontend import DiscordFrontend
+
     return frontend if isinstance(frontend, DiscordFrontend) else None
 
 
@@ -39,8 +52,8 @@ def _moved(hub: Hub, job: Job) -> None:
 
 
 @hookimpl
-def stemhub_register_frontends(register: Callable[[str, Any], None]) -> None:
-    register(PLATFORM, DiscordFrontend)
+def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
+    register(PLATFORM, _build_frontend)
 
 
 @hookimpl

@@ -15,6 +15,9 @@ from pydantic_settings import SettingsConfigDict
 from stemhub import OutputFormat, StemSet
 from stemhub.config import PluginSettings
 
+PLATFORM = "discord"
+"""The ``origin.platform`` of Discord jobs and the name the frontend is registered under."""
+
 INTERACTION_TOKEN_TTL_S = 15 * 60
 """Discord interaction tokens die 15 minutes after the command."""
 
@@ -77,4 +80,4 @@ class DiscordSettings(PluginSettings):
         return self.dm_results if chosen is None else chosen
 
 
-__all__ = ["INTERACTION_TOKEN_TTL_S", "DiscordSettings", "GuildPolicy"]
+__all__ = ["INTERACTION_TOKEN_TTL_S", "PLATFORM", "DiscordSettings", "GuildPolicy"]

@@ -20,7 +20,7 @@ from stemhub.models import Job, JobStatus
 from stemhub.outbox import Attempt, Outbox, RetryPolicy, SigningScheme
 from stemhub_n8n_bridge.keys import ApiKeys
 from stemhub_n8n_bridge.metrics import BridgeMetrics
-from stemhub_n8n_bridge.settings import BridgeSettings
+from stemhub_n8n_bridge.settings import PLATFORM, BridgeSettings
 from stemhub_n8n_bridge.uploads import Uploads
 from stemhub_n8n_bridge.wire import Links, event_of, stemsplit_event, v1_event
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "n8n_bridge"
 DIALECT_STEMSPLIT = "stemsplit"
 DIALECT_V1 = "v1"
 UPLOAD_SWEEP_S = 600.0

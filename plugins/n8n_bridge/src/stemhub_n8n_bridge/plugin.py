@@ -2,6 +2,9 @@
 
 Registered under the ``stemhub`` entry-point group; ``stemhub serve --plugins
 n8n_bridge`` serves it on the hub's HTTP server.
+
+Every stemhub process loads this module, most of them serving no HTTP, so the frontend,
+the routes and the CLI are imported by the hooks that need them.
 """
 
 from __future__ import annotations
@@ -9,74 +12,57 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route
-
 from stemhub import hookimpl
 from stemhub.errors import ErrorCode, RequestRejected
 from stemhub.quota import humanize_wait, parse_limit
-from stemhub_n8n_bridge import stemsplit_api, v1_api
-from stemhub_n8n_bridge._http import Guard
-from stemhub_n8n_bridge.cli import keys_app
-from stemhub_n8n_bridge.frontend import PLATFORM, BridgeFrontend
-from stemhub_n8n_bridge.metrics import CONTENT_TYPE
-from stemhub_n8n_bridge.openapi import docs_page, openapi_document
+from stemhub_n8n_bridge.settings import PLATFORM
 
 if TYPE_CHECKING:
     import typer
+    from starlette.routing import BaseRoute
 
     from stemhub.hookspecs import FrontendFactory
     from stemhub.hub import Hub
     from stemhub.models import Job, JobRequest
+    from stemhub_n8n_bridge.frontend import BridgeFrontend
+
+
+def _build_frontend(hub: Hub) -> BridgeFrontend:
+    from stemhub_n8n_bridge.frontend import BridgeFrontend
+
+    return BridgeFrontend(hub)
 
 
 def bridge_of(hub: Hub) -> BridgeFrontend | None:
     frontend = hub.frontends.get(PLATFORM)
+    if frontend is None:
+        return None
+    # a started frontend means its module is imported already: this import costs nothing
+    from stemhub_n8n_bridge.frontend import BridgeFrontend
+
     return frontend if isinstance(frontend, BridgeFrontend) else None
-
-
-def meta_routes(bridge: BridgeFrontend) -> list[BaseRoute]:
-    """``/openapi.json``, ``/docs`` and ``/metrics`` (no API key needed)."""
-
-    async def openapi(_request: Request) -> Response:
-        return JSONResponse(openapi_document(bridge.base_url or None))
-
-    async def docs(_request: Request) -> Response:
-        return HTMLResponse(docs_page(openapi_document(bridge.base_url or None)))
-
-    async def metrics(_request: Request) -> Response:
-        jobs = await bridge.hub.store.count_by_status()
-        outbox = await bridge.outbox.counts()
-        return Response(bridge.metrics.render(jobs, outbox), media_type=CONTENT_TYPE)
-
-    return [
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ]
 
 
 @hookimpl
 def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
-    register(PLATFORM, BridgeFrontend)
+    register(PLATFORM, _build_frontend)
 
 
 @hookimpl
 def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> None:
-    frontend = hub.start_frontend(PLATFORM)
-    assert isinstance(frontend, BridgeFrontend)
-    guard = Guard(frontend)
-    for route in (
-        stemsplit_api.routes(frontend, guard)
-        + v1_api.routes(frontend, guard)
-        + meta_routes(frontend)
-    ):
+    from stemhub_n8n_bridge.routes import bridge_routes
+
+    hub.start_frontend(PLATFORM)
+    bridge = bridge_of(hub)
+    assert bridge is not None
+    for route in bridge_routes(bridge):
         register(route)
 
 
 @hookimpl
 def stemhub_register_commands(cli: typer.Typer) -> None:
+    from stemhub_n8n_bridge.cli import keys_app
+
     cli.add_typer(keys_app, name="keys")
 
 
@@ -84,8 +70,10 @@ def stemhub_register_commands(cli: typer.Typer) -> None:
 async def stemhub_check_quota(hub: Hub, request: JobRequest) -> None:
     """A key created with ``--quota`` may start only that many jobs per period."""
     origin = request.origin
+    if origin.platform != PLATFORM or not origin.api_key_id:
+        return
     bridge = bridge_of(hub)
-    if origin.platform != PLATFORM or not origin.api_key_id or bridge is None:
+    if bridge is None:
         return
     key = await bridge.keys.get(origin.api_key_id)
     if key is None or not key.quota:

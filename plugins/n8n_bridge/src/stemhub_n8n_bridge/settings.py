@@ -9,6 +9,9 @@ from pydantic_settings import SettingsConfigDict
 
 from stemhub.config import PluginSettings
 
+PLATFORM = "n8n_bridge"
+"""The ``origin.platform`` of bridge jobs and the name the frontend is registered under."""
+
 
 class BridgeSettings(PluginSettings):
     model_config = SettingsConfigDict(
@@ -34,4 +37,4 @@ class BridgeSettings(PluginSettings):
     """How long a checked API key is trusted in memory (revocation takes this long elsewhere)."""
 
 
-__all__ = ["BridgeSettings"]
+__all__ = ["PLATFORM", "BridgeSettings"]

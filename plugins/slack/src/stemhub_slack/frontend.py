@@ -42,7 +42,7 @@ from stemhub_slack.keys import STATUS_NS
 from stemhub_slack.listeners import build_app
 from stemhub_slack.messages import error_text, status_text
 from stemhub_slack.progress import ProgressEdits
-from stemhub_slack.settings import SlackSettings
+from stemhub_slack.settings import PLATFORM, SlackSettings
 from stemhub_slack.web_errors import NOT_IN_CHANNEL, api_error
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ ANNOUNCE_WAIT_S = 30.0
 
 
 class SlackFrontend(Frontend):
-    name = "slack"
+    name = PLATFORM
 
     def __init__(self, hub: Hub, settings: SlackSettings | None = None) -> None:
         super().__init__(hub)

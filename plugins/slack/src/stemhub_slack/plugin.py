@@ -3,39 +3,51 @@
 Registered through the ``stemhub`` entry point, so ``stemhub run --plugins slack`` runs
 it: in Socket Mode when an app token is set, otherwise in HTTP mode on the hub's HTTP
 server at ``/slack/events`` (commands, interactivity and events on one URL).
+
+Every stemhub process loads this module, most of them without ever starting Slack, so
+it imports neither slack_bolt nor slack_sdk (nor aiohttp): the frontend is imported
+when the hub builds it, the route's web framework when the hub builds its HTTP app.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
-
-import typer
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from typing import TYPE_CHECKING
 
 from stemhub import hookimpl
-from stemhub.config import Settings
-from stemhub.hookspecs import FrontendFactory
-from stemhub_slack.frontend import SlackFrontend
-from stemhub_slack.manifest import build_manifest, scopes_for
-from stemhub_slack.settings import EVENTS_PATH, SlackSettings
+from stemhub_slack.settings import EVENTS_PATH, PLATFORM, SlackSettings
 
 if TYPE_CHECKING:
+    import typer
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
+
+    from stemhub.hookspecs import FrontendFactory
     from stemhub.hub import Hub
     from stemhub.models import Job, JobRequest
+    from stemhub_slack.frontend import SlackFrontend
+
+
+def _build_frontend(hub: Hub) -> SlackFrontend:
+    from stemhub_slack.frontend import SlackFrontend
+
+    return SlackFrontend(hub)
 
 
 def _frontend(hub: Hub) -> SlackFrontend | None:
-    frontend = hub.frontends.get(SlackFrontend.name)
+    frontend = hub.frontends.get(PLATFORM)
+    if frontend is None:
+        return None
+    # a started frontend means its module is imported already: this import costs nothing
+    from stemhub_slack.frontend import SlackFrontend
+
     return frontend if isinstance(frontend, SlackFrontend) else None
 
 
 @hookimpl
 def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
-    register(SlackFrontend.name, SlackFrontend)
+    register(PLATFORM, _build_frontend)
 
 
 @hookimpl
@@ -44,6 +56,8 @@ def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> 
     settings = frontend.settings if frontend is not None else SlackSettings()
     if settings.resolved_mode() != "http":
         return
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
 
     async def slack_events(request: Request) -> Response:
         running = _frontend(hub)
@@ -60,7 +74,7 @@ def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> 
 @hookimpl
 async def stemhub_validate_request(hub: Hub, request: JobRequest) -> None:
     frontend = _frontend(hub)
-    if request.origin.platform == SlackFrontend.name and frontend is not None:
+    if request.origin.platform == PLATFORM and frontend is not None:
         await frontend.access.check(request.origin)
 
 
@@ -78,33 +92,8 @@ async def stemhub_job_progress(hub: Hub, job: Job) -> None:
         await frontend.show_progress(job)
 
 
-slack_cli = typer.Typer(help="Slack: the app manifest and setup checks.", no_args_is_help=True)
-
-
-@slack_cli.command("manifest")
-def manifest(
-    mode: Annotated[
-        str | None, typer.Option(help="socket or http (default: from your settings)")
-    ] = None,
-    public_url: Annotated[
-        str | None, typer.Option(help="The hub's public URL, for HTTP mode request URLs")
-    ] = None,
-) -> None:
-    """Print the Slack app manifest (JSON) to paste into "Create New App > From a manifest"."""
-    settings = SlackSettings()
-    if mode is not None:
-        if mode not in ("socket", "http"):
-            raise typer.BadParameter("mode is socket or http")
-        settings = settings.model_copy(update={"mode": mode})
-    url = public_url or Settings().public_url
-    typer.echo(json.dumps(build_manifest(settings, public_url=url), indent=2))
-    why = "; ".join(f"{scope}: {reason}" for scope, reason in sorted(scopes_for(settings).items()))
-    typer.echo(f"scopes - {why}", err=True)
-
-
 @hookimpl
 def stemhub_register_commands(cli: typer.Typer) -> None:
-    cli.add_typer(slack_cli, name="slack")
+    from stemhub_slack.cli import app
 
-
-__all__ = ["slack_cli"]
+    cli.add_typer(app, name="slack")

@@ -17,6 +17,9 @@ from stemhub.models import OutputFormat, StemSet
 
 Mode = Literal["auto", "socket", "http"]
 
+PLATFORM = "slack"
+"""The ``origin.platform`` of Slack jobs and the name the frontend is registered under."""
+
 EVENTS_PATH = "/slack/events"
 
 
@@ -91,4 +94,4 @@ class SlackSettings(PluginSettings):
         return host in names or (port is not None and f"{host}:{port}" in names)
 
 
-__all__ = ["EVENTS_PATH", "Mode", "SlackSettings"]
+__all__ = ["EVENTS_PATH", "PLATFORM", "Mode", "SlackSettings"]
