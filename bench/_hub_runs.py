@@ -5,7 +5,8 @@ N jobs through one client style against a fake separation API and a fake chat pl
 (two processes of :mod:`bench._hub_service`) and prints one JSON line of figures. A
 fresh process per run makes ``ru_maxrss`` the peak of that run alone.
 
-- ``hub``: a :class:`~stemhub.hub.Hub` on a temp SQLite store (``concurrency`` = N)
+- ``hub``: a :class:`~stemhub.hub.Hub` on a temp SQLite store (``concurrency`` as
+  given, else the hub's default)
   with the bench backend and frontend of :mod:`bench._hub_plugin`; all N requests
   arrive at once and are submitted concurrently.
 - ``tutorial``: the StemSplit Discord tutorial's way: on each command the bot reads the
@@ -29,6 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +70,15 @@ class RunFigures:
         return cls(**data)
 
 
+async def arrivals(n: int, rate: float) -> AsyncIterator[int]:
+    """Request indices as they arrive: all at once (``rate`` 0) or ``rate`` per second."""
+    started = time.perf_counter()
+    for i in range(n):
+        if rate > 0:
+            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        yield i
+
+
 def summarize(values: list[float]) -> dict[str, float]:
     """p50, p99 and max of per-job latencies in ms."""
     if not values:
@@ -96,7 +107,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def run_hub(api: str, chat: str, n: int, audio: Path, delay_s: float) -> RunFigures:
+async def run_hub(
+    api: str,
+    chat: str,
+    n: int,
+    audio: Path,
+    delay_s: float,
+    rate: float = 0.0,
+    concurrency: int | None = None,
+) -> RunFigures:
     from bench._hub_plugin import ServicePlugin, Timeline
     from stemhub.config import QuotaSettings, Settings
     from stemhub.hub import Hub
@@ -111,7 +130,7 @@ async def run_hub(api: str, chat: str, n: int, audio: Path, delay_s: float) -> R
             _env_file=None,
             data_dir=Path(data_dir),
             default_backend="bench",
-            concurrency=max(n, 8),
+            concurrency=concurrency or Settings.model_fields["concurrency"].default,
             public_url=None,
             signing_key="stemhub-bench-signing-key",
             stemsplit_api_key=None,
@@ -161,9 +180,14 @@ async def run_hub(api: str, chat: str, n: int, audio: Path, delay_s: float) -> R
                 sampler = asyncio.create_task(sample())
                 cpu_before = cpu_s()
                 started = time.perf_counter()
-                await asyncio.gather(*(submit(request) for request in requests))
+                submits = [
+                    asyncio.create_task(submit(requests[i])) async for i in arrivals(n, rate)
+                ]
+                await asyncio.gather(*submits)
                 submit_s = time.perf_counter() - started
-                await asyncio.wait_for(timeline.all_delivered.wait(), delay_s + 120 + n / 20)
+                await asyncio.wait_for(
+                    timeline.all_delivered.wait(), delay_s + 120 + n / 20 + n / (rate or n)
+                )
                 wall = time.perf_counter() - started
                 cpu = cpu_s() - cpu_before
                 sampler.cancel()
@@ -245,7 +269,9 @@ class TutorialBot:
                 self.running -= 1
 
 
-async def run_tutorial(api: str, chat: str, n: int, attachment: bytes, filename: str) -> RunFigures:
+async def run_tutorial(
+    api: str, chat: str, n: int, attachment: bytes, filename: str, rate: float = 0.0
+) -> RunFigures:
     """``attachment`` is the file as the bot downloads it: a fresh copy per command."""
     loop = asyncio.get_running_loop()
     # the default executor is made on first use with min(32, cpus + 4) threads
@@ -257,7 +283,7 @@ async def run_tutorial(api: str, chat: str, n: int, attachment: bytes, filename:
     futures: list[asyncio.Future[tuple[float, float]]] = []
     cpu_before = cpu_s()
     started = time.perf_counter()
-    for i in range(n):
+    async for i in arrivals(n, rate):
         arrived.append(time.perf_counter())
         data = bytes(bytearray(attachment))
         futures.append(loop.run_in_executor(None, bot.job, data, filename, f"message-{i}"))
@@ -304,13 +330,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--audio", type=Path, required=True)
     parser.add_argument("--delay", type=float, required=True)
+    parser.add_argument("--rate", type=float, default=0.0, help="arrivals per second, 0: at once")
+    parser.add_argument("--concurrency", type=int, default=None, help="the hub's work slots")
     args = parser.parse_args(argv)
     if args.mode == "hub":
-        figures = asyncio.run(run_hub(args.api, args.chat, args.n, args.audio, args.delay))
+        figures = asyncio.run(
+            run_hub(
+                args.api, args.chat, args.n, args.audio, args.delay, args.rate, args.concurrency
+            )
+        )
     else:
         attachment = args.audio.read_bytes()
         figures = asyncio.run(
-            run_tutorial(args.api, args.chat, args.n, attachment, args.audio.name)
+            run_tutorial(args.api, args.chat, args.n, attachment, args.audio.name, args.rate)
         )
     print("RESULT " + json.dumps(asdict(figures)), flush=True)
 

@@ -20,7 +20,14 @@ The tutorial's pool runs ``min(32, cpus + 4)`` jobs at a time, so N jobs take ab
 as many jobs as fit and its figures for N are extrapolated (marked ``~``): time and
 latency by its measured rate, memory by its measured bytes per queued job.
 
-    uv run python bench/hub_overhead.py [--n 100 1000 10000] [--delay 2]
+    uv run python bench/hub_overhead.py [--n 100 1000 10000] [--delay 2] [--rate 0]
+                                        [--concurrency 8]
+
+By default all N requests arrive at the same moment, so the hub runs flat out and a
+job's delivery shares the event loop with the uploads of the jobs still starting.
+``--rate R`` spaces the arrivals at R per second instead; with ``--delay`` long enough
+(N / R seconds or more, as real separations take minutes) all N jobs are still in flight
+at once, at a pace the hub keeps up with.
 """
 
 from __future__ import annotations
@@ -75,10 +82,15 @@ class RunFailed(Exception):
     """A run ended without figures; the message is the error that ended it."""
 
 
-def measure(mode: str, n: int, audio: Path, delay_s: float) -> RunFigures:
+def measure(
+    mode: str, n: int, audio: Path, delay_s: float, rate: float = 0.0, concurrency: int = 0
+) -> RunFigures:
     with fake_service(delay_s) as api, fake_service(delay_s) as chat:
         command = [sys.executable, "-m", "bench._hub_runs", mode, "--api", api, "--chat", chat]
         command += ["--n", str(n), "--audio", str(audio), "--delay", str(delay_s)]
+        command += ["--rate", str(rate)]
+        if mode == "hub" and concurrency:
+            command += ["--concurrency", str(concurrency)]
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("RESULT "):
@@ -183,10 +195,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=2.0, help="backend seconds per job")
     parser.add_argument("--seconds", type=float, default=1.0, help="length of the test WAV")
     parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="requests per second (default 0: all N arrive at the same moment)",
+    )
+    parser.add_argument(
         "--tutorial-budget",
         type=float,
         default=60.0,
         help="run the tutorial for at most about this many seconds, extrapolate beyond",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="the hub's STEMHUB_CONCURRENCY (default: the hub's own default, 8)",
     )
     parser.add_argument("--skip-tutorial", action="store_true")
     args = parser.parse_args(argv)
@@ -199,14 +223,19 @@ def main(argv: list[str] | None = None) -> None:
         audio_bytes = audio.stat().st_size
         print(
             f"input {audio_bytes / 1024:.0f} KiB WAV ({args.seconds:g} s), backend delay "
-            f"{args.delay:g} s, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+            f"{args.delay:g} s, arrivals "
+            f"{f'{args.rate:g}/s' if args.rate else 'all at once'}, hub concurrency "
+            f"{args.concurrency or 'default'}, {os.cpu_count()} CPUs, "
+            f"Python {sys.version.split()[0]}"
         )
         cap = tutorial_cap(args.delay, args.tutorial_budget)
         tutorial_runs: dict[int, RunFigures] = {}
         for n in args.n:
             began = time.perf_counter()
             try:
-                rows.append(Row(measure("hub", n, audio, args.delay), ran=n))
+                rows.append(
+                    Row(measure("hub", n, audio, args.delay, args.rate, args.concurrency), ran=n)
+                )
             except RunFailed as failed:
                 rows.append(FailedRow(n, "hub", str(failed)))
             print(f"  hub N={n} done in {time.perf_counter() - began:.0f} s", file=sys.stderr)
@@ -215,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             ran = min(n, cap)
             if ran not in tutorial_runs:
                 began = time.perf_counter()
-                tutorial_runs[ran] = measure("tutorial", ran, audio, args.delay)
+                tutorial_runs[ran] = measure("tutorial", ran, audio, args.delay, args.rate)
                 print(
                     f"  tutorial N={ran} done in {time.perf_counter() - began:.0f} s",
                     file=sys.stderr,

@@ -1,18 +1,26 @@
 """Separation quality and speed of the local engine against classical baselines.
 
     uv sync --all-packages --group bench
-    uv run --group bench python -m bench.separation            # full run (~15 min on 2 cores)
-    uv run --group bench python -m bench.separation --quick    # 4 songs, no long inputs
+    uv run --group bench python -m bench.separation            # full run (about an hour on 2 cores)
+    uv run --group bench python -m bench.separation --quick    # 4 songs a set, no long inputs
+    uv run --group bench python -m bench.separation --set sampled --no-long
 
-For every song of :mod:`bench.songs` (ten synthetic songs, 40-60 s, true stems known)
-it runs, in one process and one run: the mixture as estimate, REPET-SIM (vocals), HPSS
+Two sets of songs with true stems, 40-60 s each: ``synthetic`` (:mod:`bench.songs`, ten
+songs from the synthesizer the engine's model was trained on) and ``sampled``
+(:mod:`bench.sampled_songs`, nine songs played by a General MIDI sound font and recorded
+drum kits that training never uses: the out-of-distribution test). For every song it
+runs, in one process and one run: the mixture as estimate, REPET-SIM (vocals), HPSS
 (drums), a low-pass (bass), REPET/HPSS/high-pass "other", our engine, and the ideal
 ratio mask (oracle). It reports per stem:
 
 - museval SDR (BSS Eval v4): median over 1 s frames per song, then median over songs
   (the SiSEC/MUSDB18 convention),
 - whole-clip SDR from fast-bss-eval (512-tap distortion filter), median over songs,
-- the real-time factor (processing time / audio duration) of each method.
+- the real-time factor (processing time / audio duration) of each method,
+- the margin of the engine over the best classical method per stem.
+
+Per-song figures go to ``bench/data/separation_results.json`` (synthetic) and
+``bench/data/separation_results_sampled.json``.
 
 Then it runs the engine on a 3-minute and a 10-minute stereo 44.1 kHz file in a fresh
 subprocess each (decode, separate into four stems, write four WAVs), and reports the
@@ -35,15 +43,17 @@ import sysconfig
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from bench import baselines
-from bench.songs import DATA_DIR, SONGS, Song, load_song, long_mix_file
+from bench.sampled_songs import SAMPLED_SONGS, check_sources, load_sampled_song
+from bench.songs import DATA_DIR, SONGS, load_song, long_mix_file
 
 STEMS = ("vocals", "drums", "bass", "other")
 METHODS = (
@@ -67,6 +77,43 @@ LABELS = {
     "engine_fast": "stemhub local engine, FAST (masks only)",
     "engine": "**stemhub local engine** (BALANCED)",
     "oracle": "oracle ideal ratio mask",
+}
+
+
+class SongSpec(Protocol):
+    @property
+    def bpm(self) -> float: ...
+
+    @property
+    def key_name(self) -> str: ...
+
+
+class Song(Protocol):
+    """What the benchmark reads of a song of either set."""
+
+    @property
+    def spec(self) -> SongSpec: ...
+
+    @property
+    def stems(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def mix(self) -> np.ndarray: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+
+SETS: dict[str, tuple[list[str], Callable[[str], Song]]] = {
+    "synthetic": (list(SONGS), load_song),
+    "sampled": (list(SAMPLED_SONGS), load_sampled_song),
+}
+RESULT_FILES = {
+    "synthetic": "separation_results.json",
+    "sampled": "separation_results_sampled.json",
 }
 
 
@@ -145,32 +192,34 @@ def score(reference: np.ndarray, estimate: np.ndarray, sr: int) -> tuple[float, 
     return framewise, whole
 
 
-def _score_job(args: tuple[str, str, str, Path]) -> tuple[str, str, str, float, float]:
-    song_name, method, stem, path = args
-    song = load_song(song_name)
+def _score_job(args: tuple[str, str, str, str, Path]) -> tuple[str, str, str, float, float]:
+    song_set, song_name, method, stem, path = args
+    song = SETS[song_set][1](song_name)
     with np.load(path) as stored:
         estimate = stored[stem]
     framewise, whole = score(song.stems[stem], estimate, song.sample_rate)
     return song_name, method, stem, framewise, whole
 
 
-def evaluate(names: list[str], jobs: int) -> dict[str, Any]:
+def evaluate(
+    song_set: str, names: list[str], jobs: int, methods: tuple[str, ...] = METHODS
+) -> dict[str, Any]:
     """Separate every song with every method (timed), then score all estimates.
 
     Scoring starts only when every method has run, so the timings are taken on an
     otherwise idle machine; the estimates wait on disk meanwhile.
     """
-    results: dict[str, Any] = {"songs": {}, "rtf": {m: [] for m in METHODS}, "analysis": {}}
+    results: dict[str, Any] = {"songs": {}, "rtf": {m: [] for m in methods}, "analysis": {}}
     work = []
     with tempfile.TemporaryDirectory(prefix="stemhub-bench-") as tmp:
         for name in names:
-            song = load_song(name)
-            for method in METHODS:
+            song = SETS[song_set][1](name)
+            for method in methods:
                 estimates, wall, cpu = run_method(method, song)
                 results["rtf"][method].append((wall / song.seconds, cpu / song.seconds))
                 path = Path(tmp) / f"{name}.{method}.npz"
                 np.savez(path, **{k: v.astype(np.float32) for k, v in estimates.items()})
-                work.extend((name, method, stem, path) for stem in estimates)
+                work.extend((song_set, name, method, stem, path) for stem in estimates)
             results["analysis"][name] = analysis_check(song)
             print(f"separated {name} ({song.seconds:.0f} s)", flush=True)
         with ProcessPoolExecutor(jobs) as pool:
@@ -207,8 +256,11 @@ def summarise(results: dict[str, Any]) -> dict[str, dict[str, tuple[float, float
     best: dict[str, tuple[float, float]] = {}
     for stem in STEMS:
         candidates = [table[m][stem] for m in (*CLASSICAL, "mixture") if stem in table.get(m, {})]
+        if not candidates:
+            continue
         best[stem] = (max(c[0] for c in candidates), max(c[1] for c in candidates))
-    table["best_classical"] = best
+    if best:
+        table["best_classical"] = best
     return table
 
 
@@ -216,7 +268,7 @@ def markdown(table: dict[str, dict[str, tuple[float, float]]], rtf: dict[str, An
     head = "| method | " + " | ".join(STEMS) + " | RTF (wall) |"
     lines = [head, "|" + "---|" * (len(STEMS) + 2)]
     order = ["mixture", *CLASSICAL, "best_classical", "engine_fast", "engine", "oracle"]
-    for method in order:
+    for method in (m for m in order if m in table):
         cells = []
         for stem in STEMS:
             if stem in table.get(method, {}):
@@ -298,8 +350,19 @@ def long_runs(minutes: list[float]) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Separation benchmark of the local engine.")
-    parser.add_argument("--quick", action="store_true", help="4 songs, no long inputs")
+    parser.add_argument("--quick", action="store_true", help="4 songs a set, no long inputs")
+    parser.add_argument(
+        "--set",
+        choices=("synthetic", "sampled", "both"),
+        default="both",
+        help="which song set (default both)",
+    )
     parser.add_argument("--songs", type=int, default=None, help="use the first N songs")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of the methods (default all), e.g. engine_fast,engine",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes for the metrics")
     parser.add_argument("--no-long", action="store_true", help="skip the 3 and 10 min runs")
     parser.add_argument("--long-only", action="store_true", help="only the 3 and 10 min runs")
@@ -312,19 +375,50 @@ def main() -> None:
         for label, figures in long_runs([3.0, 10.0]).items():
             print(f"engine on {label}: {json.dumps(figures)}")
         return
-    names = list(SONGS)[: 4 if args.quick else args.songs]
-    print(f"{len(names)} songs, {os.cpu_count()} CPUs", flush=True)
-    results = evaluate(names, args.jobs)
+    chosen = list(SETS) if args.set == "both" else [args.set]
+    methods = tuple(m for m in METHODS if m in args.methods.split(","))
+    if "sampled" in chosen:
+        check_sources()  # before the synthetic set runs, not after
+    written = {}
+    for song_set in chosen:
+        names = SETS[song_set][0][: 4 if args.quick else args.songs]
+        results, table = run_set(song_set, names, args.jobs, methods)
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path = DATA_DIR / RESULT_FILES[song_set]
+        if methods != METHODS:  # a partial run never replaces the full results
+            path = path.with_suffix(f".{'+'.join(methods)}.json")
+        written[song_set] = (path, {"table": table, **results})
+        written[song_set][0].write_text(json.dumps(written[song_set][1], indent=1))
+    long = {} if args.quick or args.no_long else long_runs([3.0, 10.0])
+    for label, figures in long.items():
+        print(
+            f"engine on {label}: RTF {figures['rtf']:.3f} (wall {figures['wall_s']:.1f} s, "
+            f"CPU {figures['cpu_s']:.1f} s), peak RSS {figures['peak_rss_mb']:.0f} MB"
+        )
+    print()
+    for path, content in written.values():
+        path.write_text(json.dumps({**content, "long": long}, indent=1))
+        print(f"full results: {path}")
+
+
+def run_set(
+    song_set: str, names: list[str], jobs: int, methods: tuple[str, ...] = METHODS
+) -> tuple[dict[str, Any], dict[str, dict[str, tuple[float, float]]]]:
+    """Evaluate one set and print its table, margins and analysis check."""
+    print(f"\n{song_set} set: {len(names)} songs, {os.cpu_count()} CPUs", flush=True)
+    results = evaluate(song_set, names, jobs, methods)
     table = summarise(results)
     print()
-    print("SDR in dB: museval median of 1 s frames (fast-bss-eval whole clip); median of songs")
+    print(f"{song_set} set. SDR in dB: museval median of 1 s frames (fast-bss-eval whole clip);")
+    print("median of songs")
     print(markdown(table, results["rtf"]))
     print()
-    verdicts = []
-    for stem in STEMS:
-        margin = table["engine"][stem][0] - table["best_classical"][stem][0]
-        verdicts.append(f"{stem} {margin:+.2f} dB")
-    print("engine minus best classical (museval):", ", ".join(verdicts))
+    if "engine" in table and "best_classical" in table:
+        verdicts = []
+        for stem in STEMS:
+            margin = table["engine"][stem][0] - table["best_classical"][stem][0]
+            verdicts.append(f"{stem} {margin:+.2f} dB")
+        print(f"{song_set}: engine minus best classical (museval):", ", ".join(verdicts))
     checks = results["analysis"].values()
     tempo_ok = sum(abs(c["bpm"] - c["true_bpm"]) <= 1.5 for c in checks if c["bpm"])
     octave = sum(
@@ -332,19 +426,11 @@ def main() -> None:
     )
     keys_ok = sum(c["key"] == c["true_key"] for c in checks)
     print(
-        f"analysis: BPM within 1.5 in {tempo_ok}/{len(checks)} songs "
-        f"(half/double in {octave}), key right in {keys_ok}/{len(checks)}"
+        f"{song_set}: BPM within 1.5 in {tempo_ok}/{len(checks)} songs "
+        f"(half/double in {octave}), key right in {keys_ok}/{len(checks)}",
+        flush=True,
     )
-    long = {} if args.quick or args.no_long else long_runs([3.0, 10.0])
-    for label, figures in long.items():
-        print(
-            f"engine on {label}: RTF {figures['rtf']:.3f} (wall {figures['wall_s']:.1f} s, "
-            f"CPU {figures['cpu_s']:.1f} s), peak RSS {figures['peak_rss_mb']:.0f} MB"
-        )
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    out = DATA_DIR / "separation_results.json"
-    out.write_text(json.dumps({"table": table, "long": long, **results}, indent=1))
-    print(f"\nfull results: {out}")
+    return results, table
 
 
 if __name__ == "__main__":

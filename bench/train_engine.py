@@ -1,11 +1,19 @@
-"""Fit the local engine's mask model on songs our synthesizer makes.
+"""Fit the local engine's mask model on songs our own code makes.
 
-    uv run --group bench python -m bench.train_engine [--songs 240] [--epochs 10]
+    uv run --group bench python -m bench.train_engine [--songs 240] [--sampled-share 0.4]
 
-The training songs (240 of 24 s) come from :func:`bench.songs.random_spec` with seeds
-that the benchmark songs never use (rendered once and cached under ``bench/data/train``,
-which takes about 15 minutes the first time). For
-each song the features of every time-frequency unit are computed exactly as the engine
+The training songs are 24 s long, rendered once and cached under ``bench/data``:
+
+- synthetic songs from :func:`bench.songs.random_spec` (:mod:`stemhub.demo`'s
+  synthesizer, ``bench/data/train``, about 4 s each to render), with seeds the
+  benchmark songs never use;
+- ``--sampled-share`` of the songs (by default 0.4: 96 of 240) instead come from
+  :func:`bench.sampled_songs.random_sampled_spec`: the same composer as the sampled
+  benchmark set, played by the *training* sound sources only (the TimGM6mb and
+  MuseScore_General sound fonts, the training drum kits; never FluidR3_GM nor the test
+  kits), ``bench/data/train_sampled``, about 10 s each (needs fluidsynth).
+
+For each song the features of every time-frequency unit are computed exactly as the engine
 computes them; the target is the ideal ratio mask (each stem's share of the unit's
 power). Units are drawn with probability growing with their level, since loud units
 decide how a stem sounds; a tenth of the songs are folded to mono and every song gets a
@@ -14,9 +22,9 @@ random gain, so neither stereo cues nor level can be relied on blindly.
 Two perceptrons (two hidden layers of 64) are trained one after the other with Adam on
 the soft cross-entropy, in plain numpy: the first on the features, the second on the
 features plus the context of the first one's answers (:class:`ContextMaps`). The
-result goes to ``stemhub/backends/local/weights.npz``; the first tenth of the songs is
-held out and their separation SDR is printed at the end. Training takes about 25 minutes
-on 2 cores.
+result goes to ``stemhub/backends/local/weights.npz``; the first tenth of the songs of
+each kind is held out and their separation SDR is printed at the end. Training takes
+about 30 minutes on 2 cores (with other work running), after the songs are rendered.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from bench.sampled_songs import check_sources, load_sampled_training_song
 from bench.songs import load_training_song
 from stemhub.backends.local.engine import Engine, fft_size
 from stemhub.backends.local.features import (
@@ -173,13 +182,27 @@ def frame_sdr(reference: np.ndarray, estimate: np.ndarray, sr: int = SAMPLE_RATE
     return float(np.median(values)) if values else float("nan")
 
 
+KINDS = ("synthetic", "sampled")
+
+
+def training_song(kind: str, index: int) -> dict[str, np.ndarray]:
+    """Training song ``index`` of a kind: ``synthetic`` or ``sampled`` (cached)."""
+    if kind == "sampled":
+        return load_sampled_training_song(index)
+    return load_training_song(index)
+
+
 def collect(
-    ids: list[int], args: argparse.Namespace, pool: ThreadPoolExecutor, first: Mlp | None
+    ids: list[tuple[str, int]],
+    args: argparse.Namespace,
+    pool: ThreadPoolExecutor,
+    first: Mlp | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
-    for index in ids:
-        rng = np.random.default_rng([args.seed, index, 0 if first is None else 1])
-        x, y = song_rows(load_training_song(index), rng, args.per_song, pool, first)
+    for kind, index in ids:
+        stage = 0 if first is None else 1
+        rng = np.random.default_rng([args.seed, index, stage, KINDS.index(kind)])
+        x, y = song_rows(training_song(kind, index), rng, args.per_song, pool, first)
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
@@ -215,17 +238,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--songs", type=int, default=240)
     parser.add_argument("--per-song", type=int, default=30000)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", type=int, choices=(1, 2), default=2)
+    parser.add_argument(
+        "--sampled-share",
+        type=float,
+        default=0.4,
+        help="share of the songs played by the training sound fonts and kits (0: synthetic only)",
+    )
     args = parser.parse_args()
     pool = ThreadPoolExecutor(2)
-    held_out = max(1, args.songs // 10)
-    train_ids = list(range(held_out, args.songs))
+    sampled = round(args.songs * args.sampled_share)
+    counts = {"synthetic": args.songs - sampled, "sampled": sampled}
+    if sampled:
+        check_sources(training=True)
+    held: list[tuple[str, int]] = []
+    train_ids: list[tuple[str, int]] = []
+    for kind, count in counts.items():
+        if count:
+            cut = max(1, count // 10)
+            held.extend((kind, i) for i in range(cut))
+            train_ids.extend((kind, i) for i in range(cut, count))
     t0 = time.perf_counter()
     x, y = collect(train_ids, args, pool, None)
-    print(f"stage 1: {x.shape[0]} rows from {len(train_ids)} songs", flush=True)
+    print(f"stage 1: {x.shape[0]} rows from {len(train_ids)} songs {counts}", flush=True)
     first = fit(x, y, args.hidden, args.epochs, args.seed)
     second = None
     if args.stages == 2:
@@ -239,16 +277,20 @@ def main() -> None:
         f"in {time.perf_counter() - t0:.0f} s"
     )
     engine = Engine(model)
-    scores: dict[str, list[float]] = {name: [] for name in SOURCES}
-    for index in range(held_out):
-        stems = load_training_song(index)
-        estimates = engine.separate(mix(stems), SAMPLE_RATE)
-        for name in SOURCES:
-            scores[name].append(frame_sdr(stems[name], estimates[name]))
-    print(
-        "held-out SDR (median of 1 s frames):",
-        {name: round(float(np.median(v)), 2) for name, v in scores.items()},
-    )
+    for kind in KINDS:
+        ids = [i for k, i in held if k == kind]
+        if not ids:
+            continue
+        scores: dict[str, list[float]] = {name: [] for name in SOURCES}
+        for index in ids:
+            stems = training_song(kind, index)
+            estimates = engine.separate(mix(stems), SAMPLE_RATE)
+            for name in SOURCES:
+                scores[name].append(frame_sdr(stems[name], estimates[name]))
+        print(
+            f"held-out {kind} SDR (median of 1 s frames, {len(ids)} songs):",
+            {name: round(float(np.median(v)), 2) for name, v in scores.items()},
+        )
 
 
 if __name__ == "__main__":

@@ -105,9 +105,12 @@ class Hub:
         self._submitting: set[str] = set()
         self._changed: dict[str, asyncio.Event] = {}
         self._background: list[asyncio.Task[None]] = []
-        # held while a job fetches, starts its separation or delivers, not while it waits
-        # on a backend: a hub can have thousands of remote jobs in flight
+        # held while a job fetches or starts its separation, not while it waits on a
+        # backend: a hub can have thousands of remote jobs in flight
         self.work_slots = asyncio.Semaphore(self.settings.concurrency)
+        # deliveries have slots of their own: a finished job (someone waits for it) must
+        # not queue behind a burst of jobs that are only starting
+        self.delivery_slots = asyncio.Semaphore(self.settings.concurrency)
         # probes share the default executor with every other to_thread call (file reads
         # and writes of uploads and downloads); a burst of jobs must not queue thousands
         # of probes in front of those

@@ -86,29 +86,16 @@ def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Excepti
 def _commit_if_free(engine: Engine, batch: list[_Write]) -> list[int | Exception] | None:
     """The batch committed on the calling thread, or None if that would have to wait.
 
-    The write lock is tried once (``busy_timeout=0``): when another connection holds
-    it, or a constraint error wants the one-by-one replay, the transaction is rolled
-    back whole and the caller hands the batch to :func:`_commit_on_thread`, which waits
-    and replays as usual.
+    ``engine``'s connections do not wait for the write lock (``busy_timeout=0``): when
+    another connection holds it, or a constraint error wants the one-by-one replay, the
+    transaction is rolled back whole and the caller hands the batch to
+    :func:`_commit_on_thread`, which waits and replays as usual.
     """
-    with engine.connect() as conn:
-        _busy_timeout(conn, 0)
-        try:
-            with conn.begin():
-                return _execute_batch(conn, batch)
-        except (OperationalError, IntegrityError):
-            return None
-        finally:
-            _busy_timeout(conn, BUSY_TIMEOUT_MS)
-
-
-def _busy_timeout(conn: Connection, ms: int) -> None:
-    # on the driver's connection: a statement through SQLAlchemy would begin a transaction
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cursor = raw.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={int(ms)}")
-    cursor.close()
+    try:
+        with engine.begin() as conn:
+            return _execute_batch(conn, batch)
+    except (OperationalError, IntegrityError):
+        return None
 
 
 def _checkpoint(engine: Engine) -> None:
@@ -168,10 +155,18 @@ class JobWriter:
     """
 
     def __init__(
-        self, engine: AsyncEngine, sync_engine: Engine | None = None, *, max_batch: int = 64
+        self,
+        engine: AsyncEngine,
+        sync_engine: Engine | None = None,
+        nowait_engine: Engine | None = None,
+        *,
+        max_batch: int = 64,
     ) -> None:
         self.engine = engine
         self.sync_engine = sync_engine
+        """SQLite through pysqlite, waiting for the write lock: the writer's thread."""
+        self.nowait_engine = nowait_engine if sync_engine is not None else None
+        """The same database, never waiting for the lock: commits on the event loop."""
         self.max_batch = max_batch
         self._pending: list[_Write] = []
         self._urgent: list[_Write] = []
@@ -193,11 +188,11 @@ class JobWriter:
         """Queue one statement; its row count once the batch holding it committed."""
         loop = asyncio.get_running_loop()
         write = _Write(statement, params, batchable, loop.create_future())
-        if urgent and self.sync_engine is not None and not self._closing:
+        if urgent and self.nowait_engine is not None and not self._closing:
             # no queue at all for a finished job's write when the lock is free
-            done = _commit_if_free(self.sync_engine, [write])
+            done = _commit_if_free(self.nowait_engine, [write])
             if done is not None:
-                self._checkpoint_now_and_then(self.sync_engine)
+                self._checkpoint_now_and_then()
                 if isinstance(done[0], Exception):
                     raise done[0]
                 return done[0]
@@ -240,12 +235,14 @@ class JobWriter:
             if self.sync_engine is None:
                 outcomes = await _commit_async(self.engine, batch)
             else:
-                outcomes = _commit_if_free(self.sync_engine, batch)
+                outcomes = None
+                if self.nowait_engine is not None:
+                    outcomes = _commit_if_free(self.nowait_engine, batch)
                 if outcomes is None:
                     outcomes = await asyncio.get_running_loop().run_in_executor(
                         self._executor(), _commit_on_thread, self.sync_engine, batch
                     )
-                self._checkpoint_now_and_then(self.sync_engine)
+                self._checkpoint_now_and_then()
         except asyncio.CancelledError:
             for write in batch:
                 write.future.cancel()
@@ -262,7 +259,10 @@ class JobWriter:
         # the callers run before the next batch is taken
         await asyncio.sleep(0)
 
-    def _checkpoint_now_and_then(self, engine: Engine) -> None:
+    def _checkpoint_now_and_then(self) -> None:
+        engine = self.sync_engine
+        if engine is None:
+            return
         if self._checkpoint is not None and not self._checkpoint.done():
             return
         if time.monotonic() - self._checkpointed_at < CHECKPOINT_EVERY_S:
@@ -286,5 +286,6 @@ class JobWriter:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
-        if self.sync_engine is not None:
-            self.sync_engine.dispose()
+        for sync in (self.sync_engine, self.nowait_engine):
+            if sync is not None:
+                sync.dispose()

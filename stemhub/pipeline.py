@@ -49,7 +49,7 @@ async def run_job(hub: Hub, job: Job) -> None:
             elif job.stage is Stage.SEPARATE:
                 await _attempt(hub, job, separate_stage)
             elif job.stage is Stage.DELIVER:
-                async with hub.work_slots:
+                async with hub.delivery_slots:
                     delivered = await deliver_stage(hub, job)
                 if not delivered:
                     return

@@ -103,6 +103,14 @@ _CLAIM_JOB = (
     )
     .values(owner=sa.bindparam("b_owner"), lease_until=sa.bindparam("b_until"))
 )
+_RENEW_LEASES = (
+    jobs.update()
+    .where(
+        jobs.c.id.in_(sa.bindparam("b_ids", expanding=True)),
+        jobs.c.owner == sa.bindparam("b_owner"),
+    )
+    .values(lease_until=sa.bindparam("b_until"))
+)
 _RELEASE_JOB = (
     jobs.update()
     .where(jobs.c.id == sa.bindparam("b_id"), jobs.c.owner == sa.bindparam("b_owner"))
@@ -131,6 +139,13 @@ def _writer_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _no_waiting(dbapi_connection: Any, _record: Any) -> None:
+    # the writer tries these on the event loop: a held lock sends the batch to its thread
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=0")
+    cursor.close()
+
+
 def normalise_url(url: str) -> str:
     """Accept plain driver URLs (``postgresql://``, ``sqlite:///``) and pick async drivers."""
     if url.startswith(("postgres://", "postgresql://")):
@@ -141,9 +156,14 @@ def normalise_url(url: str) -> str:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, sync_engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sync_engine: Engine | None = None,
+        nowait_engine: Engine | None = None,
+    ) -> None:
         self.engine = engine
-        self.writer = JobWriter(engine, sync_engine)
+        self.writer = JobWriter(engine, sync_engine, nowait_engine)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -155,15 +175,19 @@ class Store:
             engine = create_async_engine(url, connect_args={"timeout": 30})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             sync_engine: Engine | None = None
+            nowait_engine: Engine | None = None
             if path and path != ":memory:":
                 sync_url = make_url(url).set(drivername="sqlite")
                 sync_engine = sa.create_engine(sync_url, connect_args={"timeout": 30})
-                event.listen(sync_engine, "connect", _sqlite_pragmas)
-                event.listen(sync_engine, "connect", _writer_pragmas)
+                nowait_engine = sa.create_engine(sync_url, connect_args={"timeout": 0})
+                for writing in (sync_engine, nowait_engine):
+                    event.listen(writing, "connect", _sqlite_pragmas)
+                    event.listen(writing, "connect", _writer_pragmas)
+                event.listen(nowait_engine, "connect", _no_waiting)
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-            sync_engine = None
-        store = cls(engine, sync_engine)
+            sync_engine = nowait_engine = None
+        store = cls(engine, sync_engine, nowait_engine)
         if migrate:
             await store.migrate()
         return store
@@ -297,17 +321,15 @@ class Store:
         return await self.writer.write(_CLAIM_JOB, params) == 1
 
     async def renew_leases(self, job_ids: Sequence[str], owner: str, lease_s: float) -> None:
+        """Extend this owner's leases, a chunk per write (bound parameters are limited:
+        SQLite 32766), through the job writer so a finished job's write never waits
+        behind a renewal of thousands of leases holding the write lock."""
         ids = list(job_ids)
         until = time.time() + lease_s
-        # bound parameters per statement are limited (SQLite 32766): renew in chunks
-        async with self.engine.begin() as conn:
-            for start in range(0, len(ids), LEASE_CHUNK):
-                chunk = ids[start : start + LEASE_CHUNK]
-                await conn.execute(
-                    jobs.update()
-                    .where(jobs.c.id.in_(chunk), jobs.c.owner == owner)
-                    .values(lease_until=until)
-                )
+        for start in range(0, len(ids), LEASE_CHUNK):
+            chunk = ids[start : start + LEASE_CHUNK]
+            params = {"b_ids": chunk, "b_owner": owner, "b_until": until}
+            await self.writer.write(_RENEW_LEASES, params)
 
     async def release_job(self, job_id: str, owner: str) -> None:
         await self.writer.write(_RELEASE_JOB, {"b_id": job_id, "b_owner": owner}, batchable=True)

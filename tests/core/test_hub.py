@@ -283,6 +283,7 @@ async def test_concurrency_limit_bounds_work_but_not_waiting(
 ) -> None:
     """Two work slots: deliveries queue for a slot, backend waits do not."""
     stemhub_hub.work_slots = asyncio.Semaphore(2)
+    stemhub_hub.delivery_slots = asyncio.Semaphore(2)
     stemhub_fake_backend.delay_s = 0.3
     delivering: list[int] = []
     active = 0
@@ -309,6 +310,28 @@ async def test_concurrency_limit_bounds_work_but_not_waiting(
     for job in jobs:
         await stemhub_hub.wait_for(job.id, timeout=10)
     assert max(delivering) == 2
+
+
+async def test_a_finished_job_delivers_while_starting_jobs_hold_every_work_slot(
+    stemhub_hub: Hub, stemhub_fake_backend: FakeBackendControls, stemhub_audio_file: Path
+) -> None:
+    stemhub_hub.work_slots = asyncio.Semaphore(2)
+    stemhub_fake_backend.delay_s = 0.3
+    job = await stemhub_hub.submit(file_request(stemhub_audio_file))
+    for _ in range(100):
+        if (await stemhub_hub.get_job(job.id) or job).remote_id:
+            break
+        await asyncio.sleep(0.01)
+    # a burst of jobs now fetching and starting holds every work slot
+    for _ in range(2):
+        await stemhub_hub.work_slots.acquire()
+    try:
+        done = await stemhub_hub.wait_for(job.id, timeout=5)
+    finally:
+        for _ in range(2):
+            stemhub_hub.work_slots.release()
+    assert done.status is JobStatus.COMPLETED
+    assert done.delivered_at is not None
 
 
 async def test_retry_of_a_failed_delivery_keeps_what_was_posted(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from stemhub.migrations import downgrade
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage
-from stemhub.store import Store
+from stemhub.store import LEASE_CHUNK, Store
 
 
 def make_job(key: str | None = None, user: str = "u1") -> Job:
@@ -107,3 +107,14 @@ async def test_upgrade_from_older_schema_keeps_jobs(tmp_path: Path) -> None:
     reopened = await Store.open(url)
     assert (await reopened.get_job(job.id)) is not None
     await reopened.close()
+
+
+async def test_renewal_keeps_only_the_owners_leases_across_chunks(store: Store) -> None:
+    mine = [make_job() for _ in range(LEASE_CHUNK * 2 + 7)]
+    theirs = make_job()
+    await asyncio.gather(*(store.insert_job(job, owner="hub-a", lease_s=0.5) for job in mine))
+    await store.insert_job(theirs, owner="hub-b", lease_s=0.5)
+    await store.renew_leases([job.id for job in [*mine, theirs]], "hub-a", lease_s=60)
+    await asyncio.sleep(0.7)
+    claimable = set(await store.claimable_job_ids("hub-c", limit=10_000))
+    assert claimable == {theirs.id}

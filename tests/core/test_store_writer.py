@@ -79,13 +79,14 @@ def threads_writing_jobs(store: Store) -> Iterator[set[int]]:
     def record(*_args: object, **_kwargs: object) -> None:
         seen.add(threading.get_ident())
 
-    engine = store.writer.sync_engine
-    assert engine is not None
-    event.listen(engine, "before_cursor_execute", record)
+    engines = [store.writer.sync_engine, store.writer.nowait_engine]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_with_the_lock_free_a_batch_commits_on_the_loop_thread(

@@ -6,8 +6,9 @@ one, so the stems sum to the mix). The second stage reads the same features plus
 first stage's shares around the unit (:class:`~.features.ContextMaps`) and answers
 again; seeing its neighbours' answers fixes many isolated mistakes ("auto-context").
 
-The weights were fitted by ``bench/train_engine.py`` on songs that the project's own
-synthesizer (:mod:`stemhub.demo`) made; nothing is downloaded. The file holds a few
+The weights were fitted by ``bench/train_engine.py`` on songs the project's own code
+made (:mod:`stemhub.demo`'s synthesizer, and a composer played by General MIDI sound
+fonts and Hydrogen drum kits); nothing is downloaded. The file holds a few
 tens of kilobytes of numpy arrays.
 """
 
