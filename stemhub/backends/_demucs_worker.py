@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stemhub import media
 from stemhub.backends._demucs_weights import ModelFiles
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.models import OutputFormat, Quality, StemSet
+
+if TYPE_CHECKING:
+    from stemhub import media
 
 QUALITY_SETTINGS: dict[Quality, tuple[int, float]] = {
     Quality.FAST: (0, 0.1),
@@ -239,6 +241,8 @@ def separate(order: WorkOrder, model: Any, device: str, conn: Connection) -> Wor
     """
     import torch
     from demucs.apply import apply_model
+
+    from stemhub import media  # the worker's own import: the hub loads this module too
 
     sources = tuple(str(s) for s in model.sources)
     groups = stem_groups(order.stem_set, sources)
