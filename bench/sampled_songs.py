@@ -43,7 +43,7 @@ from bench.fluid_render import (
     require_fluidsynth,
 )
 from bench.songs import DATA_DIR, SAMPLE_RATE
-from stemhub.demo import Audio, Section
+from stemhub.demo import Audio, Section, mix
 
 CACHE_VERSION = 1
 TRAIN_SEED_BASE = 200_000
@@ -386,10 +386,7 @@ class SampledSong:
 
     @property
     def mix(self) -> Audio:
-        total = np.zeros_like(self.stems["vocals"])
-        for audio in self.stems.values():
-            total += audio
-        return total
+        return mix(self.stems)
 
     @property
     def seconds(self) -> float:
