@@ -467,9 +467,9 @@ class Hub:
     async def _claim_and_spawn(self, job: Job) -> bool:
         """Run a job here if this hub can take its lease and does not run it already.
 
-        The second look at ``_tasks`` matters: the claim awaits, and meanwhile another
-        path of this same hub (submit vs. the recovery loop) may have started the job;
-        a lease this hub already holds would let both claims succeed.
+        A job this hub is submitting is stored already leased to it, so the recovery
+        loop's claim would succeed too: ``_submitting`` keeps the loop off it. The second
+        look matters: the claim awaits, and meanwhile submit may have started the job.
         """
         if job.id in self._tasks or job.id in self._submitting:
             return False
