@@ -22,8 +22,6 @@ mix peaks at -1 dBFS; the mix is the exact sum of the stems. Songs are cached un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from bench.composer import (
@@ -42,8 +40,8 @@ from bench.fluid_render import (
     render_part,
     require_fluidsynth,
 )
-from bench.songs import DATA_DIR, SAMPLE_RATE
-from stemhub.demo import Audio, Section, mix
+from bench.songs import DATA_DIR, SAMPLE_RATE, Song
+from stemhub.demo import Audio, Section
 
 CACHE_VERSION = 1
 TRAIN_SEED_BASE = 200_000
@@ -375,24 +373,6 @@ def render_sampled_stems(spec: SampledSpec, sample_rate: int = SAMPLE_RATE) -> d
     return {name: (audio * gain).astype(np.float32) for name, audio in stems.items()}
 
 
-@dataclass(frozen=True)
-class SampledSong:
-    """A benchmark song with the attributes :mod:`bench.separation` reads."""
-
-    name: str
-    spec: SampledSpec
-    stems: dict[str, Audio]
-    sample_rate: int
-
-    @property
-    def mix(self) -> Audio:
-        return mix(self.stems)
-
-    @property
-    def seconds(self) -> float:
-        return float(self.stems["vocals"].shape[1] / self.sample_rate)
-
-
 def _cached(path_name: str, make: object) -> dict[str, Audio]:
     cache = DATA_DIR / path_name
     if cache.exists():
@@ -407,10 +387,10 @@ def _cached(path_name: str, make: object) -> dict[str, Audio]:
     return stems
 
 
-def load_sampled_song(name: str) -> SampledSong:
+def load_sampled_song(name: str) -> Song[SampledSpec]:
     spec = SAMPLED_SONGS[name]
     stems = _cached(f"sampled/{name}.v{CACHE_VERSION}.npz", lambda: render_sampled_stems(spec))
-    return SampledSong(name, spec, stems, SAMPLE_RATE)
+    return Song(name, spec, stems, SAMPLE_RATE)
 
 
 def load_sampled_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
@@ -434,7 +414,6 @@ def check_sources(*, training: bool = False) -> None:
 
 __all__ = [
     "SAMPLED_SONGS",
-    "SampledSong",
     "check_sources",
     "load_sampled_song",
     "load_sampled_training_song",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import soundfile as sf
@@ -268,10 +269,23 @@ MAX_SECONDS = 60.0
 MIN_SECONDS = 30.0
 
 
+class _Spec(Protocol):
+    @property
+    def bpm(self) -> float: ...
+
+    @property
+    def key_name(self) -> str: ...
+
+
+SpecT = TypeVar("SpecT", bound=_Spec)
+
+
 @dataclass(frozen=True)
-class Song:
+class Song(Generic[SpecT]):
+    """A benchmark song: its true stems and the spec it was made from (tempo, key)."""
+
     name: str
-    spec: SongSpec
+    spec: SpecT
     stems: dict[str, Audio]
     sample_rate: int
 
@@ -281,7 +295,7 @@ class Song:
 
     @property
     def seconds(self) -> float:
-        return self.stems["vocals"].shape[1] / self.sample_rate
+        return float(self.stems["vocals"].shape[1] / self.sample_rate)
 
 
 def song_seconds(spec: SongSpec) -> float:
@@ -289,7 +303,7 @@ def song_seconds(spec: SongSpec) -> float:
     return float(np.clip(spec.seconds, MIN_SECONDS, MAX_SECONDS))
 
 
-def load_song(name: str) -> Song:
+def load_song(name: str) -> Song[SongSpec]:
     spec = SONGS[name]
     cache = DATA_DIR / "songs" / f"{name}.v{CACHE_VERSION}.npz"
     if cache.exists():
@@ -302,7 +316,7 @@ def load_song(name: str) -> Song:
     return Song(name, spec, stems, SAMPLE_RATE)
 
 
-def load_songs() -> list[Song]:
+def load_songs() -> list[Song[SongSpec]]:
     return [load_song(name) for name in SONGS]
 
 
