@@ -58,7 +58,7 @@ def _execute_batch(conn: Connection, batch: list[_Write]) -> list[int | Exceptio
     return outcomes
 
 
-def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Exception]:
+def _commit_replaying(conn: Connection, batch: list[_Write]) -> list[int | Exception]:
     """A batch in one transaction; replayed one write per transaction on a constraint error.
 
     Only a constraint error belongs to one write (an idempotency key used twice); any
@@ -66,7 +66,7 @@ def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Excepti
     write's, and replaying would only wait for it again.
     """
     try:
-        with engine.begin() as conn:
+        with conn.begin():
             return _execute_batch(conn, batch)
     except IntegrityError as error:
         if len(batch) == 1:
@@ -76,11 +76,17 @@ def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Excepti
     outcomes: list[int | Exception] = []
     for write in batch:
         try:
-            with engine.begin() as conn:
+            with conn.begin():
                 outcomes.extend(_execute_batch(conn, [write]))
         except SQLAlchemyError as error:
             outcomes.append(error)
     return outcomes
+
+
+def _commit_on_thread(engine: Engine, batch: list[_Write]) -> list[int | Exception]:
+    """:func:`_commit_replaying` on a SQLite file, on the writer's thread (waits for the lock)."""
+    with engine.connect() as conn:
+        return _commit_replaying(conn, batch)
 
 
 def _commit_if_free(engine: Engine, batch: list[_Write]) -> list[int | Exception] | None:
@@ -110,23 +116,9 @@ def _log_checkpoint_failure(future: asyncio.Future[None]) -> None:
 
 
 async def _commit_async(engine: AsyncEngine, batch: list[_Write]) -> list[int | Exception]:
-    """:func:`_commit_on_thread` on the async engine (PostgreSQL, in-memory SQLite)."""
-    try:
-        async with engine.begin() as conn:
-            return await conn.run_sync(_execute_batch, batch)
-    except IntegrityError as error:
-        if len(batch) == 1:
-            return [error]
-    except SQLAlchemyError as error:
-        return [error for _ in batch]
-    outcomes: list[int | Exception] = []
-    for write in batch:
-        try:
-            async with engine.begin() as conn:
-                outcomes.extend(await conn.run_sync(_execute_batch, [write]))
-        except SQLAlchemyError as error:
-            outcomes.append(error)
-    return outcomes
+    """:func:`_commit_replaying` on the async engine (PostgreSQL, in-memory SQLite)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_commit_replaying, batch)
 
 
 class JobWriter:
