@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.drumkits import Hit
 from bench.fluid_render import CC_EXPRESSION, Channel, Note, Part
-from stemhub.demo import MAJOR_SCALE, MINOR_SCALE, PITCH_CLASSES, Section
+from stemhub.demo import MAJOR_SCALE, MINOR_SCALE, Section, key_name
 
 Groove = Literal["rock", "pop", "funk", "disco", "half", "shuffle", "ballad", "bossa", "waltz"]
 BassStyle = Literal["roots", "groove", "walking", "sustain", "syncopated", "octaves"]
@@ -97,7 +97,7 @@ class SampledSpec:
 
     @property
     def key_name(self) -> str:
-        return f"{PITCH_CLASSES[self.root % 12]} {'minor' if self.minor else 'major'}"
+        return key_name(self.root, self.minor)
 
     @property
     def bar_seconds(self) -> float:

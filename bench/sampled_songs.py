@@ -40,7 +40,7 @@ from bench.fluid_render import (
     render_part,
     require_fluidsynth,
 )
-from bench.songs import DATA_DIR, SAMPLE_RATE, Song
+from bench.songs import DATA_DIR, SAMPLE_RATE, Song, song_form
 from stemhub.demo import Audio, Section
 
 CACHE_VERSION = 1
@@ -54,19 +54,18 @@ A = Accompaniment
 
 
 def _form(
-    verse: tuple[int, ...],
-    chorus: tuple[int, ...],
-    bridge: tuple[int, ...],
-    *,
-    bars: int = 4,
+    verse: tuple[int, ...], chorus: tuple[int, ...], bridge: tuple[int, ...], *, bars: int = 4
 ) -> tuple[Section, ...]:
-    return (
-        Section("intro", 2, verse[:2], vocals=False, energy=0.4),
-        Section("verse", bars, verse, energy=0.6),
-        Section("chorus", bars, chorus, energy=0.9),
-        Section("bridge", 2, bridge, vocals=False, energy=0.35),
-        Section("verse2", bars, verse, energy=0.65),
-        Section("chorus2", bars, chorus, energy=0.95),
+    # an instrumental bridge, a quieter intro and bridge than the synthetic songs'
+    return song_form(
+        verse,
+        chorus,
+        bridge,
+        verse_bars=bars,
+        chorus_bars=bars,
+        intro_energy=0.4,
+        bridge_energy=0.35,
+        sung_bridge=False,
     )
 
 

@@ -83,6 +83,11 @@ _DRUM_PATTERNS: dict[str, dict[str, str]] = {
 }
 
 
+def key_name(root: int, minor: bool) -> str:
+    """How a musician names a key: ``key_name(9, True) == "A minor"``."""
+    return f"{PITCH_CLASSES[root % 12]} {'minor' if minor else 'major'}"
+
+
 @dataclass(frozen=True)
 class Section:
     """A stretch of bars with one chord loop and one arrangement."""
@@ -130,7 +135,7 @@ class SongSpec:
 
     @property
     def key_name(self) -> str:
-        return f"{PITCH_CLASSES[self.root % 12]} {'minor' if self.minor else 'major'}"
+        return key_name(self.root, self.minor)
 
     @property
     def bar_seconds(self) -> float:
@@ -843,6 +848,7 @@ __all__ = [
     "SongSpec",
     "demo_spec",
     "demo_stems",
+    "key_name",
     "mix",
     "render_stems",
     "write_demo_song",
