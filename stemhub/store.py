@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -123,27 +123,27 @@ def _finishing(job: Job) -> bool:
     return job.stage in (Stage.DELIVER, Stage.DONE)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS, *, autocheckpoint: bool = True
+) -> Callable[[Any, Any], None]:
+    """A connect listener: WAL, the busy timeout, and whether commits may checkpoint.
 
+    The job writer's connections run with ``autocheckpoint`` off (it commits on the event
+    loop; checkpoints are its thread's job), and its on-loop ones with a zero busy
+    timeout (a held lock sends the batch to that thread).
+    """
 
-def _writer_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # the job writer commits on the event loop: the checkpoints are its thread's job
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.close()
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+        cursor.close()
 
-
-def _no_waiting(dbapi_connection: Any, _record: Any) -> None:
-    # the writer tries these on the event loop: a held lock sends the batch to its thread
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=0")
-    cursor.close()
+    return apply
 
 
 def normalise_url(url: str) -> str:
@@ -173,17 +173,15 @@ class Store:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_async_engine(url, connect_args={"timeout": 30})
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas())
             sync_engine: Engine | None = None
             nowait_engine: Engine | None = None
             if path and path != ":memory:":
                 sync_url = make_url(url).set(drivername="sqlite")
                 sync_engine = sa.create_engine(sync_url, connect_args={"timeout": 30})
                 nowait_engine = sa.create_engine(sync_url, connect_args={"timeout": 0})
-                for writing in (sync_engine, nowait_engine):
-                    event.listen(writing, "connect", _sqlite_pragmas)
-                    event.listen(writing, "connect", _writer_pragmas)
-                event.listen(nowait_engine, "connect", _no_waiting)
+                event.listen(sync_engine, "connect", _sqlite_pragmas(autocheckpoint=False))
+                event.listen(nowait_engine, "connect", _sqlite_pragmas(0, autocheckpoint=False))
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             sync_engine = nowait_engine = None
@@ -321,9 +319,12 @@ class Store:
         return await self.writer.write(_CLAIM_JOB, params) == 1
 
     async def renew_leases(self, job_ids: Sequence[str], owner: str, lease_s: float) -> None:
-        """Extend this owner's leases, a chunk per write (bound parameters are limited:
-        SQLite 32766), through the job writer so a finished job's write never waits
-        behind a renewal of thousands of leases holding the write lock."""
+        """Extend this owner's leases of ``job_ids``.
+
+        A chunk per write (bound parameters are limited, SQLite: 32766), through the job
+        writer, so a finished job's write never waits behind one long transaction
+        renewing thousands of leases.
+        """
         ids = list(job_ids)
         until = time.time() + lease_s
         for start in range(0, len(ids), LEASE_CHUNK):
