@@ -120,7 +120,7 @@ async def run_hub(
     from stemhub.config import QuotaSettings, Settings
     from stemhub.hub import Hub
     from stemhub.models import JobRequest, Origin, OutputFormat, Source, SourceKind, StemSet
-    from stemhub.plugins import get_plugin_manager
+    from stemhub.plugin.manager import get_plugin_manager
 
     timeline = Timeline(expected=n)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)

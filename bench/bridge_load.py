@@ -1,29 +1,33 @@
-"""Load on the n8n bridge: requests per second, p99 latency, and memory after 100,000 requests.
+"""Load on the n8n bridge with wrk: the bridge's reads beside a bare Starlette endpoint.
 
-The hub (bridge plugin, fake backend, SQLite store) runs in its own process on loopback;
-this process drives it with 64 concurrent clients (one keep-alive connection each) and
-reads the server's RSS with psutil. Phases, in order:
+The hub (bridge plugin, fake backend, SQLite store) and a bare Starlette app (one route
+answering a small JSON object, no middleware, no store) run in one server process, each
+on its own uvicorn server with the same settings (:class:`stemhub.http.ServerLimits`);
+``wrk`` (Debian package ``wrk``) drives them from another process, one endpoint after
+the other in the same run:
 
-- baseline ``GET /healthz``: the same server and HTTP stack with no auth, rate limit or
-  store read, so the figures below show what the bridge adds on top of it;
-- ``GET /api/v1/jobs/{id}``: auth (key hash), the per-key rate-limit counter (an upsert
-  in the store), a job read and the camelCase rendering with fresh signed links;
-- ``POST /v1/split`` with a URL source: auth, rate limit, SSRF check, a job insert, and
-  the job's whole pipeline in the background (fetch from a loopback file server,
-  probe, fake separation, delivery);
-- more ``GET /api/v1/jobs/{id}`` until the server has answered ``--total`` requests
-  (100,000), then its RSS again.
+- ``GET /bare`` on the bare app: the framework's floor on this machine;
+- ``GET /healthz`` on the hub: the hub's app and middleware, no auth, no store;
+- ``GET /api/v1/jobs/{id}`` and ``GET /v1/jobs/{id}``: API key check, the per-key rate
+  limit, the job read and its rendering with fresh signed links.
 
-    uv run python bench/bridge_load.py [--total 100000] [--clients 64]
+Each line shows req/s, p50 and p99 and the share of the bare endpoint's req/s; the
+server's RSS is printed before and after. ``--profile FILE`` writes a cProfile of the
+server process (``python -m pstats FILE``).
+
+    nice -n 10 uv run --all-packages python bench/bridge_load.py [--duration 10] [--connections 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import statistics
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,59 +44,95 @@ if str(ROOT) not in sys.path:
 
 
 @dataclass
-class Phase:
+class Result:
     name: str
-    requests: int
-    seconds: float
-    latencies_ms: list[float]
+    rps: float
+    p50_ms: float
+    p99_ms: float
     errors: int
 
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    def row(self) -> str:
+    def row(self, floor: float) -> str:
         return (
-            f"{self.name:<34} {self.requests:>7} {self.rps:>9.0f} "
-            f"{statistics.median(self.latencies_ms):>8.1f} {self.pct(0.99):>8.1f} {self.errors:>6}"
+            f"{self.name:<28} {self.rps:>9.0f} {self.p50_ms:>8.2f} {self.p99_ms:>8.2f} "
+            f"{self.errors:>7} {self.rps / floor:>8.0%}"
         )
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if found is None:
+        raise ValueError(f"wrk printed a latency this bench does not read: {text!r}")
+    return float(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _wrk(name: str, url: str, args: argparse.Namespace, headers: dict[str, str]) -> Result:
+    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
+    command += ["--latency", "--timeout", "10s"]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    out = subprocess.run(
+        [*command, url], check=True, capture_output=True, text=True, timeout=args.duration + 60
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    try:
+        p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+        p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    except (AttributeError, ValueError):
+        raise RuntimeError(f"could not read wrk's output for {name}:\n{out}") from None
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
+    count = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
+    return Result(name, rps, p50, p99, count)
 
 
 async def _serve(data_dir: Path, info_file: Path) -> None:
     """The server process: a hub with the bridge, its outbox worker and a file server."""
     from starlette.applications import Starlette
-    from starlette.responses import FileResponse
+    from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Route
     from stemhub_n8n_bridge.frontend import BridgeFrontend
 
-    from stemhub.http import HubServer
+    from stemhub.http import HubServer, serve_asgi
     from stemhub.hub import Hub
-    from stemhub.plugins import get_plugin_manager
+    from stemhub.plugin.manager import get_plugin_manager
     from stemhub.testing import (
         FakeBackendControls,
         FakeBackendPlugin,
+        free_port,
         make_settings,
         write_test_tone,
     )
     from tests.bridge.conftest import serve
 
-    os.environ["STEMHUB_N8N_BRIDGE_RATE_LIMIT"] = "100000000/minute"
+    os.environ.setdefault("STEMHUB_N8N_BRIDGE_RATE_LIMIT", "100000000/minute")
     song = data_dir / "song.wav"
     write_test_tone(song, seconds=1.0)
     files = Starlette(routes=[Route("/song.wav", lambda _r: FileResponse(song))])
+    port = free_port()
     settings = make_settings(
-        data_dir / "hub", default_backend="fake", allowed_hosts=["127.0.0.1"], concurrency=64
+        data_dir / "hub",
+        default_backend="fake",
+        allowed_hosts=["127.0.0.1"],
+        concurrency=64,
+        http_port=port,
     )
     controls = FakeBackendControls(progress_steps=1)
     pm = get_plugin_manager(only=("n8n_bridge",), extra=[("fake", FakeBackendPlugin(controls))])
-    async with Hub(settings, pm=pm, frontends=["n8n_bridge"]) as hub, serve(files) as files_url:
-        server = HubServer(hub, port=0)
+
+    async def bare_endpoint(_request: object) -> JSONResponse:
+        return JSONResponse({"id": "job", "status": "COMPLETED", "progress": 100})
+
+    bare = Starlette(routes=[Route("/bare", bare_endpoint)])
+    async with (
+        Hub(settings, pm=pm, frontends=["n8n_bridge"]) as hub,
+        serve(files) as files_url,
+        serve_asgi(bare) as bare_url,
+    ):
+        server = HubServer(hub, port=port)
         await server.start()
-        hub.outputs.public_url = server.url
         bridge = hub.frontends["n8n_bridge"]
         assert isinstance(bridge, BridgeFrontend)
         worker = asyncio.create_task(bridge.run())
@@ -108,6 +148,7 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
             "token": issued.token,
             "job": made.json()["id"],
             "source": files_url + "/song.wav",
+            "bare": bare_url,
         }
         await asyncio.to_thread(info_file.write_text, json.dumps(info))
         try:
@@ -117,117 +158,94 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
             await server.stop()
 
 
-async def _drive(
-    name: str,
-    count: int,
-    clients: int,
-    send: object,
-) -> Phase:
-    latencies: list[float] = []
-    errors = 0
-    next_index = 0
-
-    async def one_client() -> None:
-        nonlocal next_index, errors
-        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=1)) as client:
-            while next_index < count:
-                next_index += 1
-                started = time.perf_counter()
-                try:
-                    response = await send(client)  # type: ignore[operator]
-                    if response.status_code >= 400:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one_client() for _ in range(clients)))
-    return Phase(name, len(latencies), time.perf_counter() - started, latencies, errors)
+def _wait_for_server(process: subprocess.Popen[bytes], info_file: Path) -> dict[str, str]:
+    for _ in range(600):
+        if info_file.exists():
+            return dict(json.loads(info_file.read_text()))
+        if process.poll() is not None:
+            raise RuntimeError("the server process exited")
+        time.sleep(0.1)
+    raise RuntimeError("the server process did not start in a minute")
 
 
-async def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="bridge-load-") as tmp:
         info_file = Path(tmp) / "info.json"
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-            [sys.executable, __file__, "--serve", tmp],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if args.profile:
+            env["BRIDGE_LOAD_PROFILE"] = str(Path(args.profile).resolve())
+        process = subprocess.Popen([sys.executable, __file__, "--serve", tmp], cwd=ROOT, env=env)
         try:
-            for _ in range(600):
-                if info_file.exists():
-                    break
-                if process.poll() is not None:
-                    raise RuntimeError("the server process exited")
-                await asyncio.sleep(0.1)
-            info = json.loads(info_file.read_text())
-            server = psutil.Process(process.pid)
-            await _phases(args, info, server)
+            info = _wait_for_server(process, info_file)
+            _phases(args, info, psutil.Process(process.pid))
         finally:
-            process.terminate()
-            process.wait(10)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
-async def _phases(args: argparse.Namespace, info: dict[str, str], server: psutil.Process) -> None:
+def _phases(args: argparse.Namespace, info: dict[str, str], server: psutil.Process) -> None:
     url, job = info["url"], info["job"]
     auth = {"Authorization": f"Bearer {info['token']}"}
-    body = {"url": info["source"], "stems": "VOCALS", "output_format": "WAV"}
-
-    async def health(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(url + "/healthz")
-
-    async def get_job(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.get(f"{url}/api/v1/jobs/{job}", headers=auth)
-
-    async def split(client: httpx.AsyncClient) -> httpx.Response:
-        return await client.post(url + "/v1/split", json=body, headers=auth)
-
-    await _drive("warm-up", 2000, args.clients, get_job)
+    for check in (f"{url}/api/v1/jobs/{job}", f"{url}/v1/jobs/{job}"):
+        answer = httpx.get(check, headers=auth)
+        assert answer.status_code == 200, answer.text
+    warm = argparse.Namespace(**{**vars(args), "duration": 2})
+    _wrk("warm-up", f"{url}/api/v1/jobs/{job}", warm, auth)
     rss_start = server.memory_info().rss / 2**20
-    phases = [
-        await _drive("baseline GET /healthz", args.baseline, args.clients, health),
-        await _drive("GET /api/v1/jobs/{id}", args.get, args.clients, get_job),
-        await _drive("POST /v1/split (URL source)", args.split, args.clients, split),
+    results = [
+        _wrk("bare Starlette GET /bare", info["bare"] + "/bare", args, {}),
+        _wrk("hub GET /healthz", url + "/healthz", args, {}),
+        _wrk("GET /api/v1/jobs/{id}", f"{url}/api/v1/jobs/{job}", args, auth),
+        _wrk("GET /v1/jobs/{id}", f"{url}/v1/jobs/{job}", args, auth),
     ]
-    done = 2000 + sum(p.requests for p in phases)
-    soak = max(0, args.total - done)
-    phases.append(await _drive("GET /api/v1/jobs/{id} (soak)", soak, args.clients, get_job))
-    await asyncio.sleep(2)
     rss_end = server.memory_info().rss / 2**20
-    total = done + soak
+    floor = results[0].rps
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s on loopback; "
+        f"server in its own process ({time.strftime('%Y-%m-%d %H:%M')})"
+    )
+    print(f"{'endpoint':<28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of bare':>8}")
+    for result in results:
+        print(result.row(floor))
+    print(f"server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB at the end")
 
-    print(
-        f"\nbridge load: {args.clients} concurrent clients on loopback, server in its own process"
-    )
-    print(f"{'phase':<34} {'requests':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
-    for phase in phases:
-        print(phase.row())
-    base = phases[0]
-    for phase in phases[1:3]:
-        print(
-            f"{phase.name}: {phase.rps / base.rps:.0%} of the baseline's req/s, "
-            f"p99 +{phase.pct(0.99) - base.pct(0.99):.1f} ms"
-        )
-    print(
-        f"server RSS: {rss_start:.0f} MiB after warm-up, {rss_end:.0f} MiB after {total:,} requests"
-    )
+
+def _serve_main(data: Path) -> None:
+    profile_to = os.environ.get("BRIDGE_LOAD_PROFILE")
+    if not profile_to:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(data, data / "info.json"))
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_serve(data, data / "info.json"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--total", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--baseline", type=int, default=10_000)
-    parser.add_argument("--get", type=int, default=10_000)
-    parser.add_argument("--split", type=int, default=2_000)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", help="write a cProfile of the server process here")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        data = Path(args.serve)
-        asyncio.run(_serve(data, data / "info.json"))
+        _serve_main(Path(args.serve))
         return
-    asyncio.run(_run(args))
+    _run(args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from stemhub import Job
 from stemhub.hub import Hub
 from stemhub.testing import FakeBackendControls, make_settings, open_test_hub, write_test_tone
 from tests.discord import _payloads as p
-from tests.discord._fake_discord import FakeDiscord, running_fake_discord
+from tests.fakes.discord import FakeDiscord, running_fake_discord
 
 
 def _summary(name: str, samples_ms: list[float]) -> str:
@@ -44,6 +44,7 @@ def _summary(name: str, samples_ms: list[float]) -> str:
 
 async def _first_response_ms(fake: FakeDiscord, dispatch: Any, payload: dict[str, Any]) -> float:
     path = f"/interactions/{payload['id']}/"
+    fake.receive(payload)  # Discord sent it: the simulator accepts its token from now
     start = time.perf_counter()
     dispatch(payload)
     while True:
@@ -78,7 +79,7 @@ async def _baseline(fake: FakeDiscord, runs: int) -> list[float]:
 async def _job_of(hub: Hub, payload: dict[str, Any]) -> Job:
     key = f"discord:{payload['id']}"
     while True:
-        job = await hub.store.get_job_by_idempotency_key(key)
+        job = await hub.job_by_idempotency_key(key)
         if job is not None:
             return job
         await asyncio.sleep(0.001)
@@ -109,6 +110,7 @@ async def _stemhub(
         for seconds in job_seconds:
             controls.delay_s = seconds
             payload = p.split_command(file=p.attachment("song.wav", size, fake.cdn_url("song.wav")))
+            fake.receive(payload)
             dispatch(payload)
             job = await _job_of(hub, payload)
             done = await hub.wait_for(job.id, timeout=seconds + 30)

@@ -2,7 +2,7 @@
 
 For each completion mode a fresh fake StemSplit server (40 s per job, 60 requests a
 minute per key, fixed windows like the hosted API) runs in a process of its own
-(``python -m stemhub.testing_stemsplit``), so its timing does not depend on how busy
+(``python -m tests.fakes.stemsplit``), so its timing does not depend on how busy
 the hub is, and a fresh hub (SQLite store, HTTP app on loopback for the webhook
 receiver) runs in this process. All jobs are submitted at once as file jobs (upload,
 create, wait, deliver); a "bench" frontend records when each job is delivered.
@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -47,16 +46,16 @@ import httpx
 
 from stemhub import hookimpl
 from stemhub.backends import stemsplit as stemsplit_module
-from stemhub.backends._stemsplit_pacing import ScaledClock
 from stemhub.backends.base import ProgressCallback, SeparationResult, SeparationTask
-from stemhub.backends.stemsplit import StemSplitBackend
+from stemhub.backends.stemsplit.backend import StemSplitBackend
+from stemhub.backends.stemsplit.pacing import ScaledClock
 from stemhub.frontend import Frontend
 from stemhub.http import HubServer
 from stemhub.hub import Hub
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, StemSet
-from stemhub.plugins import get_plugin_manager
-from stemhub.testing import make_settings, write_test_tone
-from stemhub.testing_stemsplit import API_PREFIX, INSPECT_PATH
+from stemhub.plugin.manager import get_plugin_manager
+from stemhub.testing import free_port, make_settings, write_test_tone
+from tests.fakes.stemsplit import API_PREFIX, INSPECT_PATH
 
 RATE_LIMIT = 60
 
@@ -131,7 +130,7 @@ async def fake_service(clock: ScaledClock, job_s: float) -> AsyncIterator[tuple[
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "stemhub.testing_stemsplit",
+        "tests.fakes.stemsplit",
         "--time-factor",
         repr(clock.factor),
         "--anchor",
@@ -154,13 +153,6 @@ async def fake_service(clock: ScaledClock, job_s: float) -> AsyncIterator[tuple[
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         await proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -74,7 +74,7 @@ def _write_wav(path: Path, megabytes: float) -> Path:
 
 async def _child_stemhub(base_url: str, api_key: str, small: Path, big: Path) -> dict[str, float]:
     from stemhub.backends.base import SeparationTask
-    from stemhub.backends.stemsplit import StemSplitBackend
+    from stemhub.backends.stemsplit.backend import StemSplitBackend
     from stemhub.config import Settings
     from stemhub.models import OutputFormat, StemSet
 
@@ -153,7 +153,7 @@ def child(mode: str, base_url: str, api_key: str, small: Path, big: Path) -> Non
 
 
 async def parent(megabytes: float) -> int:
-    from stemhub.testing_stemsplit import run_fake_stemsplit
+    from tests.fakes.stemsplit import run_fake_stemsplit
 
     with tempfile.TemporaryDirectory(prefix="upload-memory-") as tmp:
         small = _write_wav(Path(tmp) / "small.wav", 0.2)

@@ -8,15 +8,17 @@ a repr, a log line or an error.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -65,6 +67,11 @@ class _LayeredSettings(BaseSettings):
         )
 
 
+# read, never bound: a link cannot point at a wildcard address
+_LOOPBACK_FOR = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104
+"""Wildcard bind addresses and the loopback address a link on this machine uses."""
+
+
 class QuotaSettings(BaseModel):
     """Limits as ``"COUNT/PERIOD"`` (``"10/hour"``, ``"3/minute"``); empty means none."""
 
@@ -99,12 +106,29 @@ class Settings(_LayeredSettings):
     max_duration_s: float = Field(default=3600.0, gt=0)
     fetch_timeout_s: float = Field(default=60.0, gt=0)
     allow_private_networks: bool = False
-    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts/networks fetches and webhooks may reach although private: ``127.0.0.1,10.0.0.0/8``."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: Any) -> Any:
+        """``a,b`` or ``a b`` as people type it; a JSON list still works."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.replace(",", " ").split() if part]
+        return value
+
     retention_hours: float = Field(default=72.0, gt=0)
     cleanup_interval_s: float = Field(default=3600.0, gt=0)
     link_ttl_s: int = Field(default=3600, ge=60)
     progress_interval_s: float = Field(default=2.0, ge=0)
     delivery_attempts: int = Field(default=5, ge=1)
+    # recovery: a crashed hub's jobs come back within about lease_s + recovery_interval_s
+    lease_s: float = Field(default=10.0, gt=0)
+    recovery_interval_s: float = Field(default=2.0, gt=0)
+    fair_scheduling: bool = True
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
 
     stemsplit_api_key: SecretStr | None = Field(
@@ -112,13 +136,63 @@ class Settings(_LayeredSettings):
         validation_alias=AliasChoices("STEMHUB_STEMSPLIT_API_KEY", "STEMSPLIT_API_KEY"),
     )
     stemsplit_base_url: str = "https://stemsplit.io/api/v1"
-    stemsplit_download_outputs: bool = False
+    stemsplit_download_outputs: bool | None = None
+    """Copy the hosted API's stems into the hub's storage; unset: when the hub serves
+    result pages (``public_url`` set), so the page can play them and links outlive the
+    API's one-hour ones."""
+
+    @property
+    def keeps_hosted_stems(self) -> bool:
+        if self.stemsplit_download_outputs is not None:
+            return self.stemsplit_download_outputs
+        return self.public_url is not None
+
+    operator_token: SecretStr | None = None
+    """Opens the operator page (``/operator``); unset, the page does not exist."""
+
+    # scale-out (stemhub.cluster): unset broker = one process, as in the quick start
+    broker_url: SecretStr | None = None
+    broker_visibility_timeout_s: float = Field(default=3600.0, gt=0)
+    """Redis brokers only: an unacknowledged task goes back to the queue this late
+    (a killed worker's task waits this long; keep it above the longest separation)."""
+    broker_lost_task_s: float | None = Field(default=None, gt=0)
+    """A task that shows no sign of a worker this long (not taken, no run lease, no
+    progress) is taken as lost by the broker and published again under the same task id
+    (workers still run it once); after two such tries the job fails with a message for the
+    person. Unset: ``broker_visibility_timeout_s``."""
+
+    @property
+    def lost_task_after_s(self) -> float:
+        return self.broker_lost_task_s or self.broker_visibility_timeout_s
+
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _empty_broker_is_none(cls, value: Any) -> Any:
+        """``STEMHUB_BROKER_URL=`` (an empty line in .env) means no broker, not Celery's
+        default of a RabbitMQ on localhost."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    object_store_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / 'stemhub.db'}"
+
+    @property
+    def http_url(self) -> str:
+        """The base URL clients of the hub's HTTP app use: ``public_url``, else the
+        server's own address, where a wildcard host (``0.0.0.0``) reads as loopback."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = _LOOPBACK_FOR.get(self.http_host, self.http_host)
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.http_port}"
 
     @property
     def resolved_output_dir(self) -> Path:

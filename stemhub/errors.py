@@ -118,6 +118,35 @@ class RequestRejected(StemhubError):
     """A request refused before any work started (validation, policy, quota)."""
 
 
+class StaleJob(StemhubError):
+    """A job write refused: the stored job moved on since this copy was read.
+
+    Another writer (a hub that took over an expired lease, a cancel, a retry) wrote a
+    newer version; the holder of the stale copy must stop working on the job, not
+    overwrite it.
+    """
+
+    def __init__(self, job_id: str, version: int) -> None:
+        super().__init__(
+            ErrorCode.CONFLICT,
+            "This job changed meanwhile; look at it again.",
+            operator_message=f"stale write of job {job_id} at version {version}",
+        )
+        self.job_id = job_id
+        self.version = version
+
+
+class TransitionRefused(StemhubError):
+    """A status or stage change the job lifecycle does not allow."""
+
+    def __init__(self, job_id: str, what: str) -> None:
+        super().__init__(
+            ErrorCode.CONFLICT,
+            f"Job {job_id} cannot {what}.",
+            operator_message=f"job {job_id}: refused transition: {what}",
+        )
+
+
 class ConfigError(StemhubError):
     """A setting the hub or a plugin needs is missing or wrong."""
 
@@ -131,4 +160,11 @@ class ConfigError(StemhubError):
         self.setting = setting
 
 
-__all__ = ["ConfigError", "ErrorCode", "RequestRejected", "StemhubError"]
+__all__ = [
+    "ConfigError",
+    "ErrorCode",
+    "RequestRejected",
+    "StaleJob",
+    "StemhubError",
+    "TransitionRefused",
+]

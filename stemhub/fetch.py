@@ -151,10 +151,10 @@ class FetchedFile:
 
 
 def format_bytes(size: int) -> str:
-    """A size the way people read it: ``"120 MB"``, ``"9.5 MB"``, ``"800 KB"`` (1 KB = 1024 B)."""
+    """A size as people read it: ``"120 MiB"``, ``"9.5 MiB"``, ``"800 KiB"`` (1 KiB = 1024 B)."""
     value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
             break
         value /= 1024
     if unit == "bytes":

@@ -9,18 +9,23 @@ deliver stage until it is.
 from __future__ import annotations
 
 import asyncio
+import logging
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from stemhub.hub import Hub
+    from stemhub.errors import StemhubError
     from stemhub.models import Job
+    from stemhub.plugin.api import PluginHub
+
+
+log = logging.getLogger(__name__)
 
 
 class Frontend(ABC):
     name: ClassVar[str]
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: PluginHub) -> None:
         self.hub = hub
 
     async def run(self) -> None:
@@ -34,9 +39,26 @@ class Frontend(ABC):
     async def deliver(self, job: Job) -> None:
         """Send a finished or failed job's result back to whoever asked.
 
-        Raise :class:`stemhub.errors.StemhubError` with ``retryable=True`` for a failure
-        that may pass on a later attempt; the hub retries with backoff.
+        Any exception is a failed delivery of this job: the hub records its reason and
+        tries again within the delivery budget (``STEMHUB_DELIVERY_ATTEMPTS``, with the
+        one retry policy; a :class:`stemhub.errors.StemhubError` that is not
+        ``retryable`` ends the tries at once). A job whose stems exist stays COMPLETED
+        whatever delivery does. When the budget is spent the hub calls
+        :meth:`notify_undelivered` once.
         """
+
+    async def notify_undelivered(self, job: Job, error: StemhubError) -> None:
+        """Delivery failed for good: tell the person in the plainest way this platform has.
+
+        Called once per job, after :meth:`deliver` spent its budget: a plain text message
+        (no files, no embeds, no blocks that could be refused again) in the most private
+        place that still reaches the person (the same place a private request was
+        answered). ``error.message`` is written for them. The job is then listed by
+        ``stemhub jobs list --undelivered`` and counted in ``/metrics``; exceptions
+        raised here are logged and end the attempt. The default only logs, for
+        frontends (the CLI) whose caller is watching the job anyway.
+        """
+        log.warning("job %s could not be delivered by %s: %s", job.id, self.name, error.code.value)
 
     async def source_headers(self, job: Job, url: str) -> dict[str, str]:
         """Headers the hub sends when fetching ``url`` for ``job`` (a platform's token).

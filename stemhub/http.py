@@ -4,6 +4,14 @@ The core serves signed stem downloads, ``/healthz`` and ``/readyz``; plugins add
 routes (Slack's HTTP mode, the n8n bridge, backend webhook receivers) through
 ``stemhub_register_routes``. Errors leave as the StemSplit envelope
 ``{"error": {"code", "message"}}`` so every client sees one shape.
+
+The server is on the internet's side of the hub, so it bounds what one client may hold
+(:class:`ServerLimits`): a request's headers must arrive within ``header_timeout_s``
+of its first byte (uvicorn itself has no such deadline: a client sending half a request
+held its connection forever), its body within ``body_timeout_s`` with no pause longer
+than ``body_idle_s``; headers are capped at ``max_header_bytes`` and the server takes at
+most ``max_connections`` connections at once (503 beyond). Idle keep-alive connections
+close after ``keep_alive_s``.
 """
 
 from __future__ import annotations
@@ -13,14 +21,18 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.outputs import FILES_PREFIX
@@ -29,6 +41,119 @@ if TYPE_CHECKING:
     from stemhub.hub import Hub
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one HTTP client may hold of the hub's server (see the module docstring)."""
+
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 600.0
+    body_idle_s: float = 30.0
+    keep_alive_s: float = 5.0
+    max_header_bytes: int = 16 * 1024
+    max_connections: int = 1000
+
+
+class RequestTimeout(StemhubError):
+    """408: the client stopped sending its request body."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INVALID_REQUEST, message)
+
+    @property
+    def http_status(self) -> int:
+        return 408
+
+
+class BodyDeadline:
+    """ASGI middleware: a request body must arrive in time, or ``receive`` raises 408.
+
+    Applies to the body only (``http.request`` messages until ``more_body`` is false);
+    later ``receive`` calls (a handler waiting for ``http.disconnect``) pass through.
+    """
+
+    def __init__(self, app: ASGIApp, *, total_s: float, idle_s: float) -> None:
+        self.app = app
+        self.total_s = total_s
+        self.idle_s = idle_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_s
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            wait = min(self.idle_s, deadline - loop.time())
+            try:
+                if wait <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(wait):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    "The request body did not arrive in time; send it again."
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        await self.app(scope, timed_receive, send)
+
+
+class _HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request's headers.
+
+    The clock starts when the connection opens or when the first byte of the next
+    request arrives, and stops when the request's headers are complete; a client that
+    has not sent them by then is disconnected.
+    """
+
+    header_timeout_s: float = 10.0
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._awaiting_headers():
+            self._arm()
+        super().data_received(data)
+        if not self._awaiting_headers():
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _awaiting_headers(self) -> bool:
+        cycle = self.cycle
+        return cycle is None or cycle.response_complete
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _expire(self) -> None:
+        self._header_timer = None
+        if self._awaiting_headers() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
+    return type("HubH11Protocol", (_HeaderDeadline,), {"header_timeout_s": limits.header_timeout_s})
 
 
 def error_response(error: StemhubError, *, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -59,7 +184,12 @@ def plugin_routes(hub: Hub) -> list[BaseRoute]:
     return routes
 
 
-def build_app(hub: Hub, *, extra_routes: list[BaseRoute] | None = None) -> Starlette:
+def build_app(
+    hub: Hub,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    limits: ServerLimits = ServerLimits(),
+) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -91,19 +221,32 @@ def build_app(hub: Hub, *, extra_routes: list[BaseRoute] | None = None) -> Starl
     routes += plugin_routes(hub)
     routes += extra_routes or []
     handlers = {StemhubError: _stemhub_error_handler, HTTPException: _http_error_handler}
-    app = Starlette(routes=routes, exception_handlers=handlers)
+    deadline = Middleware(BodyDeadline, total_s=limits.body_timeout_s, idle_s=limits.body_idle_s)
+    app = Starlette(routes=routes, exception_handlers=handlers, middleware=[deadline])
     app.state.hub = hub
     return app
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+async def serve_asgi(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, limits: ServerLimits = ServerLimits()
+) -> AsyncIterator[str]:
     """Serve an ASGI app with uvicorn inside this event loop; yields its base URL.
 
     Port 0 picks a free port. On exit the server finishes in-flight requests for up to
     five seconds, then stops. Tests and benches use this for loopback fakes.
     """
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, ws="none")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        ws="none",
+        http=_protocol(limits),
+        timeout_keep_alive=max(1, round(limits.keep_alive_s)),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        limit_concurrency=limits.max_connections,
+    )
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -133,8 +276,16 @@ async def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int = 0) -> Asy
 class HubServer:
     """The hub's app served by uvicorn inside the hub's event loop."""
 
-    def __init__(self, hub: Hub, *, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        limits: ServerLimits = ServerLimits(),
+    ) -> None:
         self.hub = hub
+        self.limits = limits
         self.host = host or hub.settings.http_host
         self.port = hub.settings.http_port if port is None else port
         self.url = ""
@@ -142,7 +293,12 @@ class HubServer:
 
     async def start(self) -> None:
         self.url = await self._stack.enter_async_context(
-            serve_asgi(build_app(self.hub), host=self.host, port=self.port)
+            serve_asgi(
+                build_app(self.hub, limits=self.limits),
+                host=self.host,
+                port=self.port,
+                limits=self.limits,
+            )
         )
         self.port = int(self.url.rsplit(":", 1)[1])
 
@@ -158,4 +314,13 @@ class HubServer:
             await self.stop()
 
 
-__all__ = ["HubServer", "build_app", "error_response", "plugin_routes", "serve_asgi"]
+__all__ = [
+    "BodyDeadline",
+    "HubServer",
+    "RequestTimeout",
+    "ServerLimits",
+    "build_app",
+    "error_response",
+    "plugin_routes",
+    "serve_asgi",
+]

@@ -10,8 +10,16 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Model(BaseModel):
+    """The models here build their validators on first use, not at import: most commands
+    (``stemhub --help``, ``doctor``) validate few of them or none."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 def utcnow() -> datetime:
@@ -88,14 +96,13 @@ TERMINAL_STATUSES = frozenset(
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED}),
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
-    ),
+    JobStatus.RUNNING: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}),
     # retry puts a finished job back in the queue
     JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
     JobStatus.EXPIRED: frozenset({JobStatus.QUEUED}),
-    JobStatus.COMPLETED: frozenset(),
+    # retention removed the stems of a delivered job
+    JobStatus.COMPLETED: frozenset({JobStatus.EXPIRED}),
 }
 
 
@@ -114,7 +121,19 @@ class SourceKind(StrEnum):
     YOUTUBE = "youtube"
 
 
-class Source(BaseModel):
+YOUTUBE_HOSTS = ("youtube.com", "youtu.be")
+
+
+def is_youtube_url(url: str) -> bool:
+    """True for http(s) links on YouTube's hosts (``www.``, ``m.``, ``music.`` included)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in ("http", "https"):
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    return any(host == name or host.endswith("." + name) for name in YOUTUBE_HOSTS)
+
+
+class Source(_Model):
     """Where the audio comes from.
 
     ``file``: a local path the frontend already holds (CLI argument, bridge upload).
@@ -140,6 +159,16 @@ class Source(BaseModel):
             raise ValueError(f"a {self.kind.value} source needs a url")
         return self
 
+    @classmethod
+    def from_url(cls, url: str, **fields: Any) -> Source:
+        """A source for a link someone gave: YouTube links become ``youtube`` sources.
+
+        The one place that tells a YouTube link from any other: the host is one of
+        :data:`YOUTUBE_HOSTS` or a subdomain of one (``notyoutube.com`` is not).
+        """
+        kind = SourceKind.YOUTUBE if is_youtube_url(url) else SourceKind.URL
+        return cls(kind=kind, url=url, **fields)
+
     @property
     def display_name(self) -> str:
         if self.filename:
@@ -148,7 +177,7 @@ class Source(BaseModel):
         return where.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or "audio"
 
 
-class Origin(BaseModel):
+class Origin(_Model):
     """Who asked and where the answer goes.
 
     ``platform`` names the frontend that delivers (``cli``, ``discord``, ``slack``,
@@ -165,7 +194,7 @@ class Origin(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
-class JobRequest(BaseModel):
+class JobRequest(_Model):
     source: Source
     stems: StemSet | list[str] = StemSet.FOUR_STEMS
     output_format: OutputFormat = OutputFormat.WAV
@@ -210,7 +239,7 @@ class JobRequest(BaseModel):
         return tuple(dict.fromkeys(self.stems))
 
 
-class AudioInfo(BaseModel):
+class AudioInfo(_Model):
     container: str | None = None
     codec: str | None = None
     sample_rate: int | None = None
@@ -221,7 +250,7 @@ class AudioInfo(BaseModel):
     key: str | None = None
 
 
-class Output(BaseModel):
+class Output(_Model):
     """One delivered stem: a file in the output folder, a remote link, or both."""
 
     stem: str
@@ -233,7 +262,7 @@ class Output(BaseModel):
     duration_s: float | None = None
 
 
-class Job(BaseModel):
+class Job(_Model):
     id: str = Field(default_factory=new_job_id)
     request: JobRequest
     status: JobStatus = JobStatus.QUEUED
@@ -248,6 +277,8 @@ class Job(BaseModel):
     error_message: str | None = None
     attempts: int = 0
     delivery: dict[str, Any] = Field(default_factory=dict)
+    version: int = 0
+    """Bumped by every write; a write naming an older version is refused (StaleJob)."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -265,8 +296,13 @@ class Job(BaseModel):
     def can_become(self, status: JobStatus) -> bool:
         return status == self.status or status in ALLOWED_TRANSITIONS[self.status]
 
+    @property
+    def undelivered(self) -> bool:
+        """Delivery ended without reaching the person (``delivery["error"]`` says why)."""
+        return self.stage is Stage.DONE and self.delivered_at is None
 
-class BackendCapabilities(BaseModel):
+
+class BackendCapabilities(_Model):
     """What a backend can do; the hub checks requests against it before any work."""
 
     stem_sets: frozenset[StemSet]
@@ -278,11 +314,15 @@ class BackendCapabilities(BaseModel):
     analysis: bool = False
     resumable: bool = False
     """A remote id survives a hub restart (hosted API: yes; in-process engine: no)."""
+    concurrency: int | None = Field(default=None, ge=1)
+    """Separations the backend runs at once on this hub (its worker processes), or None
+    for a remote service. A bounded backend's turns are handed out fairly by tenant."""
 
 
 __all__ = [
     "ALL_STEMS",
     "STEMS_BY_SET",
+    "YOUTUBE_HOSTS",
     "AudioInfo",
     "BackendCapabilities",
     "Job",
@@ -296,6 +336,7 @@ __all__ = [
     "SourceKind",
     "Stage",
     "StemSet",
+    "is_youtube_url",
     "new_job_id",
     "smallest_stem_set",
     "utcnow",

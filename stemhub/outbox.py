@@ -21,6 +21,12 @@ hooks convention), and so does a target the SSRF guard refuses.
 Targets are user-given URLs: every post goes through
 :func:`stemhub.fetch.guarded_client`, so private and metadata addresses are refused at
 connect time, after DNS resolution, unless the hub's settings allow them.
+
+A worker leases the messages it posts, as a hub leases its jobs: for ``lease_s``,
+renewed every third of it while the post lasts, and a worker looks for due messages and
+lapsed leases at least every ``recovery_interval_s``. A hub that dies mid-post leaves
+its messages to another hub within about ``lease_s + recovery_interval_s``; plugins get
+an outbox on the hub's own policy from :meth:`stemhub.PluginHub.outbox`.
 """
 
 from __future__ import annotations
@@ -32,11 +38,10 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -44,19 +49,20 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import sqlalchemy as sa
 
+from stemhub._store import metadata
 from stemhub.errors import ErrorCode, StemhubError
-from stemhub.fetch import FetchPolicy, Resolver, check_url, guarded_client, redact_url
+from stemhub.fetch import FetchPolicy, Resolver, _retry_after, check_url, guarded_client, redact_url
+from stemhub.retry import RetryPolicy
 from stemhub.stemsplit_wire import SIGNATURE_HEADER, sign_payload
-from stemhub.store import metadata
 
 if TYPE_CHECKING:
-    from stemhub.hub import Hub
-    from stemhub.sealing import Sealer
-    from stemhub.store import Store
+    from stemhub._sealing import Sealer
+    from stemhub._store import Store
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "stemhub-webhooks/0.1"
+_SEALED_BODY = b"sealed-body:"
 
 outbox_subscriptions = sa.Table(
     "outbox_subscriptions",
@@ -156,33 +162,52 @@ def signature_headers(
     return headers
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try again and when to give up.
+WEBHOOK_RETRY = RetryPolicy(
+    attempts=1_000_000,
+    first_delay_s=5.0,
+    factor=2.0,
+    max_delay_s=3600.0,
+    jitter=0.2,
+    window_s=26 * 3600.0,
+    max_retry_after_s=3600.0,
+)
+"""5 s doubling to an hour between tries, for 26 hours; the window, not a count, ends it."""
 
-    The n-th retry waits ``first_delay_s * factor**(n-1)`` (capped at ``max_delay_s``,
-    with +-``jitter``); a message is given up once ``window_s`` passed since it was
-    queued. A subscription is disabled after ``disable_after_failures`` failures in a
-    row that span at least ``disable_after_s``, or when one of its messages is given up.
+UNDELIVERABLE = {404: "Not Found", 409: "Conflict", 410: "Gone"}
+"""Answers that mean a per-job callback can never be delivered (n8n answers 409 once the
+waiting execution has finished, 404 for one it does not know): retrying for a day helps
+nobody, so the message ends at once with the receiver's answer as the reason."""
+
+
+@dataclass(frozen=True)
+class DeliveryLimits:
+    """How much one receiver may cost the hub, and when a subscription is disabled.
+
+    ``deadline_s`` bounds a whole post (connect, send, the answer's headers and the part
+    of its body that is read), not each read, so a receiver that trickles its answer a
+    byte at a time is cut off like one that never answers. Only ``max_response_bytes``
+    of an answer are read. At most ``per_target`` posts go to one origin
+    (scheme://host:port) at a time and ``concurrency`` in all, and the worker never waits
+    for one post before starting another: a slow receiver holds its own slots only.
     """
 
-    first_delay_s: float = 5.0
-    factor: float = 2.0
-    max_delay_s: float = 3600.0
-    jitter: float = 0.2
-    window_s: float = 26 * 3600.0
+    deadline_s: float = 15.0
+    max_response_bytes: int = 64 * 1024
+    per_target: int = 2
+    concurrency: int = 64
+    batch: int = 100
     disable_after_failures: int = 10
     disable_after_s: float = 24 * 3600.0
-    timeout_s: float = 15.0
-    lease_s: float = 60.0
-    batch: int = 50
-    concurrency: int = 16
 
-    def delay(self, attempts: int) -> float:
-        """Seconds before the next try after ``attempts`` failed tries."""
-        base = min(self.max_delay_s, self.first_delay_s * self.factor ** max(0, attempts - 1))
-        spread = base * self.jitter
-        return max(0.0, base + random.uniform(-spread, spread))
+    def __post_init__(self) -> None:
+        if self.per_target < 1 or self.concurrency < self.per_target:
+            raise ValueError("concurrency must be at least per_target, which is at least 1")
+
+
+def target_of(url: str) -> str:
+    """The origin a post goes to (``scheme://host:port`` as written), for per-target limits."""
+    parts = url.split("/", 3)
+    return "/".join(parts[:3]).lower()
 
 
 @dataclass
@@ -241,36 +266,63 @@ class Attempt:
 AttemptObserver = Callable[[Attempt], None]
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    head: bytes
+    """The first bytes of the receiver's answer (for the reason a post failed)."""
+    retry_after: float | None
+
+    def excerpt(self) -> str:
+        text = self.head.decode("utf-8", "replace")
+        text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+        return f": {text[:160]}" if text else ""
+
+
 class Outbox:
+    """Persisted webhook messages and subscriptions on one store, and their worker.
+
+    Plugins get one from :meth:`stemhub.PluginHub.outbox` (the hub's store, sealer, fetch
+    policy and lease policy); ``lease_s`` and ``recovery_interval_s`` default to the
+    hub's defaults (``STEMHUB_LEASE_S``, ``STEMHUB_RECOVERY_INTERVAL_S``).
+    """
+
     def __init__(
         self,
         store: Store,
         sealer: Sealer,
         policy: FetchPolicy,
         *,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = WEBHOOK_RETRY,
+        limits: DeliveryLimits | None = None,
+        lease_s: float = 10.0,
+        recovery_interval_s: float = 2.0,
         resolver: Resolver | None = None,
         clock: Callable[[], float] = time.time,
         on_attempt: AttemptObserver | None = None,
     ) -> None:
-        self.store = store
-        self.sealer = sealer
+        if lease_s <= 0 or recovery_interval_s <= 0:
+            raise ValueError("lease_s and recovery_interval_s must be positive")
+        self._store = store
+        self._sealer = sealer
         self.policy = policy
-        self.retry = retry or RetryPolicy()
+        self.retry = retry
+        self.limits = limits or DeliveryLimits()
+        self.lease_s = lease_s
+        self.recovery_interval_s = recovery_interval_s
         self.resolver = resolver
         self.clock = clock
         self.on_attempt = on_attempt
         self.instance_id = uuid.uuid4().hex[:16]
         self._wake = asyncio.Event()
-
-    @classmethod
-    def for_hub(cls, hub: Hub, **kwargs: Any) -> Outbox:
-        """An outbox on the hub's store, sealer and fetch policy (private addresses too)."""
-        return cls(hub.store, hub.sealer, FetchPolicy.from_settings(hub.settings), **kwargs)
+        self._stopping = False
+        self._inflight: dict[str, int] = {}
+        self._held: set[str] = set()
+        """Ids of the messages this worker leased and is posting: their leases are renewed."""
 
     @property
     def _engine(self) -> Any:
-        return self.store.engine
+        return self._store.engine
 
     def check_target(self, url: str) -> None:
         """Refuse a target before storing it: scheme, credentials, literal private hosts.
@@ -301,7 +353,7 @@ class Outbox:
             "target_url": target_url,
             "events": json.dumps(list(events)),
             "scheme": scheme.value,
-            "secret": self.sealer.seal(plain, purpose=f"outbox:{sub_id}"),
+            "secret": self._sealer.seal(plain, purpose=f"outbox:{sub_id}"),
             "active": True,
             "fail_count": 0,
             "failing_since": None,
@@ -321,7 +373,7 @@ class Outbox:
             target_url=row["target_url"],
             events=list(json.loads(row["events"])),
             scheme=SigningScheme(row["scheme"]),
-            secret=self.sealer.open(row["secret"], purpose=f"outbox:{row['id']}"),
+            secret=self._sealer.open(row["secret"], purpose=f"outbox:{row['id']}"),
             active=bool(row["active"]),
             fail_count=int(row["fail_count"]),
             failing_since=row["failing_since"],
@@ -404,14 +456,14 @@ class Outbox:
             "subscription_id": subscription_id,
             "event": event,
             "target_url": target_url,
-            "body": body,
+            "body": self._seal_body(msg_id, body),
             "headers": json.dumps(dict(headers or {})),
             "scheme": scheme.value,
-            "secret": self.sealer.seal(secret, purpose=f"outbox:{msg_id}") if secret else None,
+            "secret": self._sealer.seal(secret, purpose=f"outbox:{msg_id}") if secret else None,
             "status": MessageStatus.PENDING.value,
             "attempts": 0,
             "next_attempt_at": now,
-            "deliver_until": now + self.retry.window_s,
+            "deliver_until": now + (self.retry.window_s or 0.0),
             "lease_owner": None,
             "lease_until": None,
             "last_status": None,
@@ -436,15 +488,25 @@ class Outbox:
             found: str | None = (await conn.execute(query)).scalar_one_or_none()
         return found
 
-    @staticmethod
-    def _message(row: Mapping[str, Any]) -> OutboxMessage:
+    def _seal_body(self, msg_id: str, body: bytes) -> bytes:
+        """Bodies carry bearer links to stems: the store keeps them sealed, not in clear."""
+        sealed = self._sealer.seal(base64.b64encode(body).decode(), purpose=f"outbox-body:{msg_id}")
+        return _SEALED_BODY + sealed.encode()
+
+    def _open_body(self, msg_id: str, stored: bytes) -> bytes:
+        if not stored.startswith(_SEALED_BODY):
+            return stored
+        text = stored[len(_SEALED_BODY) :].decode()
+        return base64.b64decode(self._sealer.open(text, purpose=f"outbox-body:{msg_id}"))
+
+    def _message(self, row: Mapping[str, Any]) -> OutboxMessage:
         return OutboxMessage(
             id=row["id"],
             dedupe_key=row["dedupe_key"],
             subscription_id=row["subscription_id"],
             event=row["event"],
             target_url=row["target_url"],
-            body=bytes(row["body"]),
+            body=self._open_body(row["id"], bytes(row["body"])),
             headers=dict(json.loads(row["headers"])),
             scheme=SigningScheme(row["scheme"]),
             status=MessageStatus(row["status"]),
@@ -486,71 +548,158 @@ class Outbox:
     # the worker
 
     async def run(self, *, poll_s: float = 1.0) -> None:
-        """Deliver due messages until cancelled; wakes at once when one is queued."""
-        async with self._client() as client:
-            while True:
-                try:
-                    sent = await self.deliver_due(client)
-                except (sa.exc.SQLAlchemyError, OSError):
-                    log.exception("outbox pass failed; trying again shortly")
-                    sent = 0
-                if sent:
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), poll_s)
-                self._wake.clear()
+        """Deliver due messages until cancelled; wakes when one is queued or a post ends.
+
+        Each post is its own task: the worker claims what the per-target and total
+        limits allow and goes back to claiming, so a slow receiver never holds up a
+        message to anyone else. Cancelling the worker cancels the posts in flight; their
+        leases run out and the next worker sends them again (at least once). Between
+        passes it waits at most ``poll_s`` and never longer than ``recovery_interval_s``,
+        so lapsed leases of a dead hub are found on the hub's schedule.
+        """
+        tasks: set[asyncio.Task[None]] = set()
+        idle_s = min(poll_s, self.recovery_interval_s)
+        self._stopping = False
+        async with self._client() as client, self._renewing():
+            try:
+                while not self._stopping:
+                    try:
+                        claimed = await self._claim_due()
+                    except (sa.exc.SQLAlchemyError, OSError):
+                        log.exception("outbox pass failed; trying again shortly")
+                        claimed = []
+                    for message in claimed:
+                        task = asyncio.create_task(self._deliver_claimed(client, message))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    if claimed:
+                        continue
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                    # cancellation that lands as its timeout fires, and the worker never stops
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(idle_s):
+                            await self._wake.wait()
+                    self._wake.clear()
+            finally:
+                if not self._stopping:
+                    for task in tasks:
+                        task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after its current pass, never in the middle of a query.
+
+        Posts in flight finish first (each within its deadline). Cancelling the worker
+        works too, and cancels them: their leases run out and they go again.
+        """
+        self._stopping = True
+        self._wake.set()
 
     def _client(self) -> httpx.AsyncClient:
+        limits = self.limits
         return guarded_client(
             self.policy,
             resolver=self.resolver,
-            timeout=httpx.Timeout(self.retry.timeout_s),
+            timeout=httpx.Timeout(limits.deadline_s),
             headers={"User-Agent": USER_AGENT},
+            limits=httpx.Limits(max_connections=limits.concurrency),
         )
 
     async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
-        """One pass: claim due messages, post them, record the outcomes; returns how many."""
-        claimed = await self._claim_due()
-        if not claimed:
-            return 0
-        if client is None:
-            async with self._client() as own:
-                await self._post_all(own, claimed)
-        else:
-            await self._post_all(client, claimed)
-        return len(claimed)
+        """Post every due message now (within the per-target limits) and wait for all.
 
-    async def _post_all(self, client: httpx.AsyncClient, claimed: list[OutboxMessage]) -> None:
-        limit = asyncio.Semaphore(self.retry.concurrency)
+        For tests and operators; :meth:`run` is the worker. Returns how many posts were
+        made; a message is posted at most once per call.
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(self._client())
+            await stack.enter_async_context(self._renewing())
+            seen: set[str] = set()
+            while claimed := await self._claim_due(exclude=seen):
+                seen.update(m.id for m in claimed)
+                await asyncio.gather(*(self._deliver_claimed(client, m) for m in claimed))
+        return len(seen)
 
-        async def one(message: OutboxMessage) -> None:
-            async with limit:
-                await self._deliver(client, message)
+    async def _deliver_claimed(self, client: httpx.AsyncClient, message: OutboxMessage) -> None:
+        try:
+            await self._deliver(client, message)
+        except (sa.exc.SQLAlchemyError, OSError):
+            log.exception("recording webhook %s failed; its lease will expire", message.id)
+        finally:
+            self._held.discard(message.id)
+            target = target_of(message.target_url)
+            left = self._inflight.get(target, 1) - 1
+            if left > 0:
+                self._inflight[target] = left
+            else:
+                self._inflight.pop(target, None)
+            self._wake.set()
 
-        await asyncio.gather(*(one(m) for m in claimed))
-
-    async def _claim_due(self) -> list[OutboxMessage]:
+    async def _claim_due(self, *, exclude: set[str] | None = None) -> list[OutboxMessage]:
+        """Lease due messages whose target has a free slot; the slots are taken here."""
+        limits = self.limits
+        room = limits.concurrency - sum(self._inflight.values())
+        if room <= 0:
+            return []
         now = self.clock()
         c = outbox_messages.c
         free = sa.or_(c.lease_until.is_(None), c.lease_until < now)
+        where = [c.status == MessageStatus.PENDING.value, c.next_attempt_at <= now, free]
+        busy = [t for t, n in self._inflight.items() if n >= limits.per_target]
+        where += [sa.not_(c.target_url.startswith(t, autoescape=True)) for t in busy]
+        if exclude:
+            where.append(c.id.notin_(exclude))
         query = (
-            sa.select(outbox_messages)
-            .where(c.status == MessageStatus.PENDING.value, c.next_attempt_at <= now, free)
-            .order_by(c.next_attempt_at)
-            .limit(self.retry.batch)
+            sa.select(outbox_messages).where(*where).order_by(c.next_attempt_at).limit(limits.batch)
         )
         claimed: list[OutboxMessage] = []
         async with self._engine.begin() as conn:
             rows = (await conn.execute(query)).mappings().all()
             for row in rows:
+                if len(claimed) >= room:
+                    break
+                target = target_of(row["target_url"])
+                if self._inflight.get(target, 0) >= limits.per_target:
+                    continue
                 taken = await conn.execute(
                     outbox_messages.update()
                     .where(c.id == row["id"], c.status == MessageStatus.PENDING.value, free)
-                    .values(lease_owner=self.instance_id, lease_until=now + self.retry.lease_s)
+                    .values(lease_owner=self.instance_id, lease_until=now + self.lease_s)
                 )
                 if taken.rowcount == 1:
+                    self._inflight[target] = self._inflight.get(target, 0) + 1
                     claimed.append(self._message(row))
+        self._held.update(message.id for message in claimed)
         return claimed
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self) -> AsyncIterator[None]:
+        """Renew the leases of the posts in flight every third of ``lease_s`` meanwhile."""
+        renewer = asyncio.create_task(self._renew_leases_forever())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_leases_forever(self) -> None:
+        c = outbox_messages.c
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        outbox_messages.update()
+                        .where(c.id.in_(held), c.lease_owner == self.instance_id)
+                        .values(lease_until=self.clock() + self.lease_s)
+                    )
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                log.warning("webhook leases not renewed (%s); another hub may send them", exc)
 
     async def _signing_for(
         self, message: OutboxMessage
@@ -559,12 +708,33 @@ class Outbox:
             query = sa.select(outbox_messages.c.secret).where(outbox_messages.c.id == message.id)
             async with self._engine.connect() as conn:
                 sealed = (await conn.execute(query)).scalar_one_or_none()
-            secret = self.sealer.open(sealed, purpose=f"outbox:{message.id}") if sealed else None
+            secret = self._sealer.open(sealed, purpose=f"outbox:{message.id}") if sealed else None
             return message.scheme, secret, None
         sub = await self.subscription(message.subscription_id)
         if sub is None:
             return message.scheme, None, None
         return sub.scheme, sub.secret, sub
+
+    async def _post(
+        self, client: httpx.AsyncClient, message: OutboxMessage, headers: dict[str, str]
+    ) -> _Answer:
+        """One post under the total deadline, reading at most ``max_response_bytes`` back."""
+        limits = self.limits
+        async with asyncio.timeout(limits.deadline_s):
+            request = client.build_request(
+                "POST", message.target_url, content=message.body, headers=headers
+            )
+            response = await client.send(request, stream=True)
+            try:
+                head = bytearray()
+                async for chunk in response.aiter_raw():
+                    head += chunk
+                    if len(head) >= limits.max_response_bytes:
+                        break
+            finally:
+                await response.aclose()
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        return _Answer(response.status_code, bytes(head[:200]), retry_after)
 
     async def _deliver(self, client: httpx.AsyncClient, message: OutboxMessage) -> None:
         scheme, secret, sub = await self._signing_for(message)
@@ -577,51 +747,75 @@ class Outbox:
         headers.update(
             signature_headers(scheme, secret, message.id, message.event, message.body, self.clock())
         )
-        status: int | None = None
+        answer: _Answer | None = None
         error: str | None = None
         forbidden = False
         try:
-            response = await client.post(message.target_url, content=message.body, headers=headers)
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
+            answer = await self._post(client, message, headers)
+            if not 200 <= answer.status < 300:
+                error = f"HTTP {answer.status}" + answer.excerpt()
         except StemhubError as exc:
             error = exc.message
             forbidden = exc.code in (ErrorCode.SOURCE_FORBIDDEN, ErrorCode.UNSUPPORTED_SOURCE)
+        except TimeoutError:
+            error = (
+                f"no complete answer from {redact_url(message.target_url)} "
+                f"within {self.limits.deadline_s:g} s"
+            )
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__} posting to {redact_url(message.target_url)}"
         elapsed = time.monotonic() - started
+        status = answer.status if answer is not None else None
         if error is None:
             await self._finish(message, MessageStatus.DELIVERED, status, None)
             await self._subscription_ok(sub)
             self._report(message, "delivered", status, None, elapsed)
             return
-        gone = status == 410
         attempts = message.attempts + 1
-        next_at = self.clock() + self.retry.delay(attempts)
-        if gone or forbidden or next_at > message.deliver_until:
-            if gone:
-                reason = "the receiver answered 410 Gone (unsubscribed)"
-            elif forbidden:
-                reason = f"the target address is refused: {error}"
-            else:
-                hours = self.retry.window_s / 3600
-                reason = f"no delivery succeeded within {hours:g} hours (last: {error})"
-            await self._finish(message, MessageStatus.FAILED, status, error, attempts=attempts)
+        retry_after = answer.retry_after if answer is not None else None
+        next_at = self.clock() + self.retry.delay(attempts, retry_after)
+        final = self._final_reason(message, sub, status, forbidden, error, next_at)
+        if final is not None:
+            await self._finish(message, MessageStatus.FAILED, status, final, attempts=attempts)
             if sub is not None:
-                await self._disable(sub, reason, error)
-            self._report(message, "failed", status, error, elapsed)
+                await self._disable(sub, final, error)
+            self._report(message, "failed", status, final, elapsed)
             return
         await self._reschedule(message, attempts, next_at, status, error)
         if sub is not None:
             await self._subscription_failed(sub, error)
         self._report(message, "retry", status, error, elapsed)
 
+    def _final_reason(
+        self,
+        message: OutboxMessage,
+        sub: Subscription | None,
+        status: int | None,
+        forbidden: bool,
+        error: str,
+        next_at: float,
+    ) -> str | None:
+        """Why this failure ends the message (``None``: try again later)."""
+        if status == 410:
+            return f"the receiver answered 410 Gone, so it is not sent again ({error})"
+        if sub is None and status in UNDELIVERABLE:
+            return (
+                f"the receiver answered {status} {UNDELIVERABLE[status]}: it will never "
+                f"accept this callback, so it is not sent again ({error})"
+            )
+        if forbidden:
+            return f"the target address is refused: {error}"
+        if next_at > message.deliver_until:
+            hours = (self.retry.window_s or 0.0) / 3600
+            return f"no delivery succeeded within {hours:g} hours (last: {error})"
+        return None
+
     def _report(
         self, message: OutboxMessage, outcome: str, status: int | None, error: str | None, s: float
     ) -> None:
         if outcome != "delivered":
-            log.info(
+            log.log(
+                logging.WARNING if outcome == "failed" else logging.INFO,
                 "webhook %s to %s: %s (%s)",
                 message.id,
                 redact_url(message.target_url),
@@ -706,9 +900,9 @@ class Outbox:
         if row is None:
             return
         fail_count, failing_since = int(row[0]), float(row[1] or now)
-        retry = self.retry
-        if fail_count >= retry.disable_after_failures and now - failing_since >= (
-            retry.disable_after_s
+        limits = self.limits
+        if fail_count >= limits.disable_after_failures and now - failing_since >= (
+            limits.disable_after_s
         ):
             await self._disable(
                 sub, f"{fail_count} deliveries in a row failed (last: {error})", error
@@ -751,11 +945,13 @@ class Outbox:
 
 
 __all__ = [
+    "UNDELIVERABLE",
+    "WEBHOOK_RETRY",
     "Attempt",
+    "DeliveryLimits",
     "MessageStatus",
     "Outbox",
     "OutboxMessage",
-    "RetryPolicy",
     "SigningScheme",
     "Subscription",
     "new_secret",
@@ -763,4 +959,5 @@ __all__ = [
     "outbox_subscriptions",
     "signature_headers",
     "standard_signature",
+    "target_of",
 ]

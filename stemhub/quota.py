@@ -1,6 +1,6 @@
 """Built-in quota policy: per user, channel, guild/workspace and API key, plus cooldowns.
 
-Counters live in the store (:meth:`stemhub.store.Store.take_quota`), so a limit holds
+Counters live in the store (:meth:`stemhub._store.Store.take_quota`), so a limit holds
 across restarts and across hub instances sharing a database. A refusal says when the
 person may try again.
 """
@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING
 
 from stemhub.errors import ErrorCode, RequestRejected
-from stemhub.hookspecs import hookimpl
+from stemhub.plugin.marker import hookimpl
 
 if TYPE_CHECKING:
     from stemhub.hub import Hub

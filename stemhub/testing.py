@@ -18,13 +18,14 @@ A plugin's own tests need only ``pip install stemhub pytest pytest-asyncio`` and
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pytest
 
 from stemhub.backends.base import (
@@ -34,12 +35,15 @@ from stemhub.backends.base import (
     SeparationTask,
     StemFile,
 )
-from stemhub.config import QuotaSettings, Settings
 from stemhub.errors import StemhubError
-from stemhub.hookspecs import hookimpl
-from stemhub.hub import Hub
 from stemhub.models import BackendCapabilities, StemSet
-from stemhub.plugins import get_plugin_manager
+from stemhub.plugin.marker import hookimpl
+
+if TYPE_CHECKING:
+    # the hub, its store and the settings machinery load on first use: this module is a
+    # pytest plugin, imported by every pytest run of the project and of plugin authors
+    from stemhub.config import Settings
+    from stemhub.hub import Hub
 
 
 @dataclass
@@ -49,6 +53,8 @@ class FakeBackendControls:
     delay_s: float = 0.0
     progress_steps: int = 4
     resumable: bool = False
+    concurrency: int | None = None
+    """Separations at once (None: unbounded, like a remote service)."""
     fail_with: StemhubError | None = None
     fail_times: int = 0
     stem_sets: frozenset[StemSet] = frozenset(StemSet)
@@ -77,6 +83,7 @@ class FakeBackend(Backend):
             youtube=True,
             analysis=True,
             resumable=controls.resumable,
+            concurrency=controls.concurrency,
         )
 
     async def start(self, task: SeparationTask) -> str:
@@ -122,8 +129,32 @@ class FakeBackendPlugin:
         register("fake", lambda _hub: FakeBackend(self.controls))
 
 
+PATIENCE = float(os.environ.get("STEMHUB_TEST_PATIENCE", "3"))
+"""How many times longer than on an idle machine a test waits for a condition.
+
+Tests wait on conditions, never assert how long something took; the waits still need a
+bound so a broken feature fails instead of hanging. Loaded CI machines get this factor
+(``STEMHUB_TEST_PATIENCE``), one number for the whole suite.
+"""
+
+
+def patience(seconds: float) -> float:
+    """A wait bound of ``seconds`` on an idle machine, scaled for slow ones."""
+    return seconds * PATIENCE
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now, for a server a test starts later."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     """Settings for tests: temp data dir, no quotas, no public URL, no .env/toml reads."""
+    from stemhub.config import QuotaSettings, Settings
+
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "public_url": None,
@@ -139,6 +170,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 def write_test_tone(path: Path, *, seconds: float = 1.0, sample_rate: int = 44100) -> Path:
     """A short stereo WAV (two tones and noise) for tests that need any real audio."""
+    import numpy as np
     import soundfile
 
     t = np.arange(int(seconds * sample_rate)) / sample_rate
@@ -149,8 +181,20 @@ def write_test_tone(path: Path, *, seconds: float = 1.0, sample_rate: int = 4410
     return path
 
 
-def open_test_hub(settings: Settings, controls: FakeBackendControls, **kwargs: Any) -> Hub:
-    pm = get_plugin_manager(only=(), extra=[("stemhub-fake-backend", FakeBackendPlugin(controls))])
+def open_test_hub(
+    settings: Settings,
+    controls: FakeBackendControls,
+    *,
+    block: tuple[str, ...] = (),
+    **kwargs: Any,
+) -> Hub:
+    """A hub whose default backend is the fake; ``block`` keeps named builtins out."""
+    from stemhub.hub import Hub
+    from stemhub.plugin.manager import get_plugin_manager
+
+    pm = get_plugin_manager(
+        only=(), block=block, extra=[("stemhub-fake-backend", FakeBackendPlugin(controls))]
+    )
     return Hub(settings, pm=pm, **kwargs)
 
 
@@ -200,10 +244,13 @@ else:
 
 
 __all__ = [
+    "PATIENCE",
     "FakeBackend",
     "FakeBackendControls",
     "FakeBackendPlugin",
+    "free_port",
     "make_settings",
     "open_test_hub",
+    "patience",
     "write_test_tone",
 ]

@@ -8,10 +8,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from stemhub.store import Store
+if TYPE_CHECKING:
+    # SQLAlchemy loads only for the tests that open a store
+    from stemhub._store import Store
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "STEMHUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,6 +73,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = f"sqlite:///{tmp_path / 'hub.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
+    from stemhub._store import Store
+
     opened = await Store.open(url)
     try:
         yield opened

@@ -7,7 +7,7 @@ from alembic import context
 # importing these modules adds their tables to the metadata
 import stemhub.outbox
 import stemhub.rate_windows  # noqa: F401
-from stemhub.store import metadata
+from stemhub._store import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

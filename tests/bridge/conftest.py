@@ -25,8 +25,8 @@ from stemhub_n8n_bridge.keys import IssuedKey
 
 from stemhub.http import HubServer, serve_asgi
 from stemhub.hub import Hub
-from stemhub.plugins import get_plugin_manager
-from stemhub.testing import FakeBackendControls, FakeBackendPlugin, make_settings
+from stemhub.plugin.manager import get_plugin_manager
+from stemhub.testing import FakeBackendControls, FakeBackendPlugin, free_port, make_settings
 
 serve = serve_asgi
 
@@ -110,11 +110,26 @@ FAST_WEBHOOKS = {
 
 @contextlib.asynccontextmanager
 async def open_bridge(
-    data_dir: Path, *, env: dict[str, str] | None = None, **overrides: Any
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    public: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[BridgeEnv]:
-    """A hub with the bridge served on loopback; the outbox worker runs."""
+    """A hub with the bridge served on loopback; the outbox worker runs.
+
+    The server's port is chosen first so the hub's own URL (``http_url``) is right from
+    the start; ``public`` makes it the public URL too, which serves result pages.
+    """
+    port = free_port()
+    if public:
+        overrides["public_url"] = f"http://127.0.0.1:{port}"
     settings = make_settings(
-        data_dir, default_backend="fake", allowed_hosts=["127.0.0.1"], **overrides
+        data_dir,
+        default_backend="fake",
+        allowed_hosts=["127.0.0.1"],
+        http_port=port,
+        **overrides,
     )
     controls = FakeBackendControls()
     pm = get_plugin_manager(only=("n8n_bridge",), extra=[("fake", FakeBackendPlugin(controls))])
@@ -123,11 +138,10 @@ async def open_bridge(
             patch.setenv(name, value)
         hub = Hub(settings, pm=pm, frontends=["n8n_bridge"])
         await hub.open()
-    server = HubServer(hub, port=0)
+    server = HubServer(hub, host="127.0.0.1", port=port)
     worker: asyncio.Task[None] | None = None
     try:
         await server.start()
-        hub.outputs.public_url = server.url
         bridge = hub.frontends["n8n_bridge"]
         assert isinstance(bridge, BridgeFrontend)
         worker = asyncio.create_task(bridge.run())
@@ -136,9 +150,10 @@ async def open_bridge(
             yield BridgeEnv(hub, server.url, bridge, issued, controls, client)
     finally:
         if worker is not None:
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            bridge = hub.frontends["n8n_bridge"]
+            assert isinstance(bridge, BridgeFrontend)
+            bridge.outbox.stop()  # between passes: a cancel could land mid-query
+            await worker
         await server.stop()
         await hub.close()
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from stemhub_n8n_bridge.plugin import stemhub_register_commands
+from stemhub_n8n_bridge.keys import ApiKeys
 from typer.testing import CliRunner
 
+from stemhub import open_plugin_state
+from stemhub._store import Store, kv
 from stemhub.cli import app
-from stemhub.store import Store, kv
-from stemhub.testing import write_test_tone
+from stemhub.testing import make_settings, write_test_tone
 from tests.bridge.conftest import BridgeEnv, open_bridge
 
 
@@ -22,7 +23,6 @@ def test_keys_create_list_revoke_from_the_cli(
     data = tmp_path / "data"
     monkeypatch.setenv("STEMHUB_DATA_DIR", str(data))
     monkeypatch.setenv("COLUMNS", "200")
-    stemhub_register_commands(app)
     shell = CliRunner()
     made = shell.invoke(app, ["keys", "create", "--name", "zapier", "--quota", "50/day"])
     assert made.exit_code == 0, made.output
@@ -68,7 +68,7 @@ async def test_metrics_count_jobs_durations_and_webhook_deliveries(
         await receiver.wait_for(1)
         for _ in range(50):
             text = (await env.client.get("/metrics")).text
-            if 'outcome="delivered"' in text:
+            if 'outcome="delivered"' in text and 'messages{status="delivered"} 1.0' in text:
                 break
             await env.bridge.outbox.deliver_due()
     assert 'stemhub_jobs{status="COMPLETED"} 1.0' in text
@@ -95,7 +95,7 @@ async def test_the_bridge_restarts_and_delivers_what_was_queued(tmp_path: Path) 
     song = write_test_tone(tmp_path / "song.wav")
     async with run_receiver() as receiver:
         async with open_bridge(tmp_path / "hub") as first:
-            first.bridge.outbox.retry = first.bridge.outbox.retry.__class__(first_delay_s=3600)
+            first.bridge.outbox.retry = first.bridge.outbox.retry.with_(first_delay_s=3600)
             receiver.statuses = [503]
             answer = await first.client.post(
                 "/v1/split",
@@ -113,3 +113,53 @@ async def test_the_bridge_restarts_and_delivers_what_was_queued(tmp_path: Path) 
             assert await second.bridge.outbox.deliver_due() == 1
         ids = [post.headers["webhook-id"] for post in receiver.posts]
     assert ids == [pending.id, pending.id]
+
+
+async def test_metrics_can_require_a_token(tmp_path: Path) -> None:
+    env_vars = {"STEMHUB_N8N_BRIDGE_METRICS_TOKEN": "scrape-me"}
+    async with open_bridge(tmp_path / "hub", env=env_vars) as guarded:
+        bare = await guarded.client.get("/metrics")
+        wrong = await guarded.client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        right = await guarded.client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert bare.status_code == 401 and wrong.status_code == 401
+    assert bare.json()["error"]["code"] == "UNAUTHORIZED"
+    assert right.status_code == 200 and "stemhub_jobs" in right.text
+
+
+async def test_without_a_public_url_bridge_links_use_the_hubs_own_address(
+    env: BridgeEnv, tmp_path: Path
+) -> None:
+    song = write_test_tone(tmp_path / "song.wav")
+    answer = await env.client.post(
+        "/v1/split",
+        files={"file": ("song.wav", song.read_bytes(), "audio/wav")},
+        data={"wait": "10", "stems": "vocals,drums"},
+        headers=env.auth,
+    )
+    job = answer.json()
+    url = job["stems"]["vocals"]["url"]
+    assert url.startswith(f"http://127.0.0.1:{env.hub.settings.http_port}/files/")
+    assert (await env.client.get(url)).status_code == 200, "the link works on loopback"
+    stored = await env.hub.require_job(job["id"])
+    assert env.hub.public_url is None, "the bridge never sets the hub's public URL"
+    assert env.hub.links(stored) == {}, "so chat platforms get no loopback links"
+    assert set(env.hub.links(stored, http_clients=True)) == {"vocals", "drums"}
+
+
+def test_the_hubs_http_url_is_its_public_url_else_its_own_address(tmp_path: Path) -> None:
+    public = make_settings(tmp_path, public_url="https://stems.example.test/")
+    wildcard = make_settings(tmp_path, http_host="0.0.0.0", http_port=9000)
+    ipv6 = make_settings(tmp_path, http_host="::1", http_port=9001)
+    assert public.http_url == "https://stems.example.test"
+    assert wildcard.http_url == "http://127.0.0.1:9000", "a wildcard bind is not a link host"
+    assert ipv6.http_url == "http://[::1]:9001"
+
+
+async def test_a_key_made_without_a_hub_works_in_the_hub(tmp_path: Path) -> None:
+    async with open_plugin_state(make_settings(tmp_path / "hub")) as state:
+        issued = await ApiKeys(state).create("made by a command")
+    async with open_bridge(tmp_path / "hub") as opened:
+        key = await opened.bridge.keys.authenticate(issued.token)
+        secret = await opened.bridge.keys.webhook_secret(key.id)
+    assert key.id == issued.key.id and key.name == "made by a command"
+    assert secret == issued.webhook_secret, "sealed without the hub, opened by it"

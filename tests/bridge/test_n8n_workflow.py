@@ -1,29 +1,27 @@
 """The importable n8n workflow in docs/n8n, checked against (and run on) the live app.
 
-Every HTTP Request node's method and URL must match a route of the running app, every
-field it sends must be one the route reads, and every expression that reads the Wait
-node's webhook must name fields the webhook body has. Then the workflow is played the
-way n8n would run it: the multipart request with the node's fields, the resume URL as
-``callback_url``, the download URL taken from the webhook body by the node's expression.
+Every HTTP Request node's method and URL must match a route of the running app and every
+field it sends must be one the route reads. The workflow must hold on n8n 2.x defaults
+(no ``$env``), have a branch for a failed job and for a missing file, and never use what
+arrives at its resume URL (anyone can POST there): every request goes to the hub URL of
+its Settings node, for the job id the hub itself answered. Then the workflow is played
+the way n8n would run it, a forged resume first.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from starlette.routing import Match
-from stemhub_n8n_bridge.v1_api import SplitOptions
-from stemhub_n8n_bridge.wire import V1Event
+from stemhub_n8n_bridge.wire import SplitOptions, V1Job
 
 from stemhub.http import build_app
 from stemhub.testing import write_test_tone
 from tests.bridge.conftest import BridgeEnv, Receiver
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "n8n" / "split-vocals.workflow.json"
-EXPR = re.compile(r"^=\{\{\s*(.+?)\s*\}\}(.*)$")
 
 
 def load() -> dict[str, Any]:
@@ -32,83 +30,80 @@ def load() -> dict[str, Any]:
 
 
 def node(workflow: dict[str, Any], name: str) -> dict[str, Any]:
-    (found,) = [n for n in workflow["nodes"] if n["name"] == name]
-    return found
+    found: list[dict[str, Any]] = [n for n in workflow["nodes"] if n["name"] == name]
+    (only,) = found
+    return only
 
 
-def path_of(url: str) -> str:
-    """The path an n8n URL expression ends up requesting (placeholders for expressions)."""
-    match = EXPR.match(url)
-    assert match, url
-    expression, rest = match.groups()
-    if expression == "$env.STEMHUB_URL":
-        return rest
-    return ""
+HUB = "$('Settings').item.json.hubUrl"
+JOB = "$('Split stems').item.json.id"
 
 
-def field_path(expression: str) -> list[str]:
-    match = EXPR.match(expression)
-    assert match
-    return match.group(1).removeprefix("$json.").split(".")
+def path_of(url: str, job_id: str = "job1") -> str:
+    """The path an HTTP Request node requests (its URL always starts at the hub URL)."""
+    prefix = "={{ " + HUB + " }}"
+    assert url.startswith(prefix), url
+    return url[len(prefix) :].replace("{{ " + JOB + " }}", job_id)
 
 
-def model_has(model: Any, path: list[str]) -> bool:
-    """Whether ``path`` (``body.data.stems.vocals.download_url``) exists in the schema."""
-    schema = model.model_json_schema()
-    defs = schema.get("$defs", {})
-    current = schema
-    for part in path:
-        while "$ref" in current:
-            current = defs[current["$ref"].rsplit("/", 1)[1]]
-        if "anyOf" in current:
-            current = next(s for s in current["anyOf"] if s.get("type") != "null")
-            while "$ref" in current:
-                current = defs[current["$ref"].rsplit("/", 1)[1]]
-        if part in current.get("properties", {}):
-            current = current["properties"][part]
-        elif isinstance(current.get("additionalProperties"), dict):
-            current = current["additionalProperties"]
-        else:
-            return False
-    return True
+def http_nodes(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [n for n in workflow["nodes"] if n["type"] == "n8n-nodes-base.httpRequest"]
 
 
-def test_the_workflow_is_importable_and_wired() -> None:
+def targets(workflow: dict[str, Any], name: str) -> list[list[str]]:
+    branches = workflow["connections"][name]["main"]
+    return [[t["node"] for t in branch] for branch in branches]
+
+
+def test_the_workflow_is_importable_and_wired_for_n8n_2() -> None:
     workflow = load()
     names = {n["name"] for n in workflow["nodes"]}
     for source, outputs in workflow["connections"].items():
         assert source in names
         for branch in outputs["main"]:
             assert all(target["node"] in names for target in branch)
-    wait = node(workflow, "Wait for the stems")
+    text = json.dumps(workflow)
+    assert "$env" not in text, "n8n 2.x denies $env in expressions"
+    wait = node(workflow, "Wait for the hub")
     assert wait["parameters"]["resume"] == "webhook"
-    assert wait["parameters"]["httpMethod"] == "POST"
+    assert targets(workflow, "Found the song?") == [["Split stems"], ["No song"]]
+    assert node(workflow, "Read the song")["alwaysOutputData"] is True
+    assert targets(workflow, "Finished?") == [["Completed?"], ["Wait for the hub"]]
+    assert targets(workflow, "Completed?") == [["Download the vocals"], ["Job failed"]]
+    assert node(workflow, "Job failed")["type"] == "n8n-nodes-base.stopAndError"
+
+
+def test_nothing_from_the_resume_url_reaches_a_request() -> None:
+    """A forged POST to the resume URL cannot choose where the API key is sent."""
+    workflow = load()
+    for http in http_nodes(workflow):
+        params = http["parameters"]
+        path_of(params["url"])
+        assert "$json.body" not in json.dumps(params) and "$('Wait" not in json.dumps(params)
+        assert params["genericAuthType"] == "httpHeaderAuth"
 
 
 async def test_every_request_matches_a_live_route_and_field(env: BridgeEnv) -> None:
     workflow = load()
     app = build_app(env.hub)
+    for http in http_nodes(workflow):
+        params = http["parameters"]
+        scope = {"type": "http", "method": params["method"], "path": path_of(params["url"])}
+        assert any(route.matches(scope)[0] is Match.FULL for route in app.routes), scope
     split = node(workflow, "Split stems")["parameters"]
     assert split["method"] == "POST" and split["contentType"] == "multipart-form-data"
-    scope = {"type": "http", "method": "POST", "path": path_of(split["url"])}
-    assert any(route.matches(scope)[0] is Match.FULL for route in app.routes)
     sent = {p["name"] for p in split["bodyParameters"]["parameters"]}
     form_fields = set(SplitOptions.model_fields) | {"file"}
     assert sent <= form_fields, sent - form_fields
     binary = [p for p in split["bodyParameters"]["parameters"] if p.get("parameterType")]
     assert [p["name"] for p in binary] == ["file"]
-
-    download = node(workflow, "Download the vocals")["parameters"]
-    assert download["method"] == "GET"
-    expression = field_path(download["url"])
-    assert expression[0] == "body"
-    assert model_has(V1Event, expression[1:]), expression
-    assert download["options"]["response"]["response"]["responseFormat"] == "file"
-    for name in ("Split stems", "Download the vocals"):
-        assert node(workflow, name)["parameters"]["genericAuthType"] == "httpHeaderAuth"
+    for name, field in (("Finished?", "finished"), ("Completed?", "status")):
+        (condition,) = next(iter(node(workflow, name)["parameters"]["conditions"].values()))
+        assert condition["value1"] == "={{ $json." + field + " }}"
+        assert field in V1Job.model_fields
 
 
-async def test_playing_the_workflow_downloads_the_vocals(
+async def test_playing_the_workflow_with_a_forged_resume_first(
     env: BridgeEnv, receiver: Receiver, tmp_path: Path
 ) -> None:
     workflow = load()
@@ -125,17 +120,23 @@ async def test_playing_the_workflow_downloads_the_vocals(
         else:
             data[param["name"]] = param["value"]
     headers = {"X-API-Key": env.token}
+    env.controls.delay_s = 0.5
     answer = await env.client.post(
         env.url + path_of(split["url"]), files=files, data=data, headers=headers
     )
     assert answer.status_code == 202
+    job_id = answer.json()["id"]
+    ask = node(workflow, "Ask the hub")["parameters"]
 
-    (post,) = await receiver.wait_for(1)
-    resumed: dict[str, Any] = {"body": json.loads(post.body)}
-    value: Any = resumed
-    for part in field_path(node(workflow, "Download the vocals")["parameters"]["url"]):
-        value = value[part]
-    vocals = await env.client.get(value, headers=headers)
+    # a forged job.completed wakes the Wait node at once: the workflow asks the hub
+    early = (await env.client.get(env.url + path_of(ask["url"], job_id), headers=headers)).json()
+    assert early["finished"] is False, "Finished? sends it back to the Wait node"
+
+    await receiver.wait_for(1)
+    done = (await env.client.get(env.url + path_of(ask["url"], job_id), headers=headers)).json()
+    assert done["finished"] is True and done["status"] == "completed"
+    download = node(workflow, "Download the vocals")["parameters"]
+    vocals = await env.client.get(env.url + path_of(download["url"], job_id), headers=headers)
     assert vocals.status_code == 200
     assert vocals.headers["content-type"] == "audio/mpeg"
     assert vocals.content == song.read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -11,20 +12,21 @@ import standardwebhooks
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from stemhub._sealing import Sealer
+from stemhub._store import Store, metadata
 from stemhub.fetch import FetchPolicy
 from stemhub.migrations import downgrade, upgrade
 from stemhub.outbox import (
+    WEBHOOK_RETRY,
+    DeliveryLimits,
     MessageStatus,
     Outbox,
-    RetryPolicy,
     SigningScheme,
     outbox_messages,
     outbox_subscriptions,
 )
-from stemhub.rate_windows import hit, rate_windows
-from stemhub.sealing import Sealer
+from stemhub.rate_windows import RateCounter, hit, rate_windows
 from stemhub.stemsplit_wire import verify_signature
-from stemhub.store import Store, metadata
 from tests.bridge.conftest import Receiver
 
 LOOPBACK = FetchPolicy(max_bytes=1, allowed_hosts=frozenset({"127.0.0.1"}))
@@ -38,9 +40,9 @@ class Clock:
         return self.now
 
 
-def make_outbox(store: Store, clock: Clock, **retry: float) -> Outbox:
-    policy = RetryPolicy(**{"first_delay_s": 5.0, **retry})  # type: ignore[arg-type]
-    return Outbox(store, Sealer(b"test-key"), LOOPBACK, retry=policy, clock=clock)
+def make_outbox(store: Store, clock: Clock, *, lease_s: float = 60.0, **limits: float) -> Outbox:
+    chosen = DeliveryLimits(**limits)  # type: ignore[arg-type]
+    return Outbox(store, Sealer(b"test-key"), LOOPBACK, limits=chosen, lease_s=lease_s, clock=clock)
 
 
 async def test_delivers_signed_and_retries_with_the_same_id(
@@ -129,7 +131,7 @@ async def test_queued_messages_survive_a_restart(tmp_path: Path, receiver: Recei
     )
     async with before.engine.connect() as raw:
         stored = (await raw.execute(sa.select(outbox_messages.c.body))).scalar_one()
-    assert stored == b'{"a":1}'
+    assert b'"a"' not in stored and stored.startswith(b"sealed-body:"), "bodies carry links"
     await before.close()
 
     after = await Store.open(url)
@@ -147,10 +149,10 @@ async def test_a_message_held_by_a_dead_worker_is_sent_again(
     store: Store, receiver: Receiver
 ) -> None:
     clock = Clock()
-    crashed = make_outbox(store, clock, lease_s=30)
+    crashed = make_outbox(store, clock, lease_s=30, deadline_s=5)
     msg_id, _ = await crashed.enqueue(receiver.url + "/hook/l", b"{}", dedupe_id="l", event="e")
     assert [m.id for m in await crashed._claim_due()] == [msg_id]
-    other = make_outbox(store, clock, lease_s=30)
+    other = make_outbox(store, clock, lease_s=30, deadline_s=5)
     assert await other.deliver_due() == 0
     clock.now += 31
     assert await other.deliver_due() == 1
@@ -215,7 +217,7 @@ async def test_repeated_failures_disable_and_drop_the_backlog(
 
 
 def test_backoff_grows_exponentially_to_an_hour() -> None:
-    policy = RetryPolicy(jitter=0.0)
+    policy = WEBHOOK_RETRY.with_(jitter=0.0)
     delays = [policy.delay(n) for n in range(1, 16)]
     assert delays[:4] == [5.0, 10.0, 20.0, 40.0]
     assert delays[-1] == 3600.0
@@ -276,3 +278,43 @@ async def test_migration_matches_the_tables_and_downgrades(store: Store) -> None
 def _touches(entry: object, tables: set[str]) -> bool:
     text = repr(entry)
     return any(f"'{name}'" in text for name in tables)
+
+
+async def test_rate_counters_of_two_hubs_refuse_past_the_limit_together(store: Store) -> None:
+    first, second = RateCounter(store, flush_s=3600), RateCounter(store, flush_s=3600)
+    seen = []
+    for n in range(12):
+        counter = first if n % 2 else second
+        seen.append(await counter.hit("k", limit=6, window_s=60, now=125.0))
+    allowed = [w for w in seen if not w.exceeded]
+    assert len(allowed) <= 8, "at most what each hub counts below half the limit goes over"
+    assert seen[-1].exceeded and seen[-2].exceeded
+    await first.flush()
+    await second.flush()
+    stored = await hit(store, "k", limit=6, window_s=60, now=126.0)
+    assert stored.used == 13, "every request was counted in the store"
+
+
+async def test_rate_counter_writes_in_batches_below_half_the_limit(store: Store) -> None:
+    counter = RateCounter(store, flush_s=3600)
+    for _ in range(40):
+        window = await counter.hit("busy", limit=100, window_s=60, now=125.0)
+    assert window.used == 40 and not window.exceeded
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(rate_windows.c.count))).scalars().all()
+    assert rows == [], "nothing written yet: below half the limit, between flushes"
+    await counter.flush()
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(rate_windows.c.count))).scalars().all()
+    assert rows == [40]
+
+
+async def test_counts_on_their_way_to_the_store_still_count(store: Store) -> None:
+    counter = RateCounter(store, flush_s=0)
+    seen = []
+    for _ in range(20):
+        seen.append((await counter.hit("k", limit=1000, window_s=60, now=125.0)).used)
+        await asyncio.sleep(0)
+    assert seen == list(range(1, 21))
+    await counter.close()  # nothing is left writing when the store closes
+    assert (await hit(store, "k", limit=1000, window_s=60, now=125.0)).used == 21

@@ -207,3 +207,30 @@ async def test_failed_job_tells_the_callback_why(env: BridgeEnv, receiver: Recei
     (post,) = await receiver.wait_for(1)
     body = json.loads(post.body)
     assert body["type"] == "job.failed" and body["data"]["error"]["code"] == "SOURCE_UNREACHABLE"
+
+
+async def test_after_retention_both_dialects_say_expired_with_no_dead_links(
+    env: BridgeEnv, tmp_path: Path
+) -> None:
+    song = write_test_tone(tmp_path / "song.wav")
+    answer = await env.client.post(
+        "/v1/split",
+        files={"file": ("song.wav", song.read_bytes(), "audio/wav")},
+        data={"wait": "10", "stems": "BOTH"},
+        headers=env.auth,
+    )
+    job_id = answer.json()["id"]
+    await env.hub.wait_for(job_id, delivered=True, timeout=20)
+    env.hub.settings.retention_hours = 1e-9
+    assert await env.hub.cleanup_outputs() == 1
+    v1 = (await env.client.get(f"/v1/jobs/{job_id}", headers=env.auth)).json()
+    api = (await env.client.get(f"/api/v1/jobs/{job_id}", headers=env.auth)).json()
+    assert v1["status"] == "expired" and v1["stems"] == {} and v1["zip_url"] is None
+    assert v1["error"]["code"] == "JOB_EXPIRED"
+    assert api["status"] == "EXPIRED" and "outputs" not in api
+    assert "retention" in api["errorMessage"]
+    stem = await env.client.get(f"/v1/jobs/{job_id}/stems/vocals", headers=env.auth)
+    archive = await env.client.get(f"/v1/jobs/{job_id}/stems.zip", headers=env.auth)
+    assert stem.status_code == 410 and archive.status_code == 410
+    listed = await env.client.get("/api/v1/jobs?status=EXPIRED", headers=env.auth)
+    assert listed.status_code == 200

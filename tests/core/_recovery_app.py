@@ -26,7 +26,7 @@ from stemhub.backends.base import (
 from stemhub.frontend import Frontend
 from stemhub.hub import Hub
 from stemhub.models import BackendCapabilities, Job, JobRequest, Origin, Source, StemSet
-from stemhub.plugins import get_plugin_manager
+from stemhub.plugin.manager import get_plugin_manager
 from stemhub.testing import make_settings
 
 JOB_SECONDS = 1.5

@@ -48,7 +48,7 @@ def test_unknown_stem_name_is_a_usage_error(shell: CliRunner, tmp_path: Path) ->
 def test_six_stems_on_the_local_engine_says_where_to_go(shell: CliRunner, tmp_path: Path) -> None:
     song = write_test_tone(tmp_path / "song.wav")
     result = shell.invoke(app, ["split", str(song), "--stems", "SIX_STEMS"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "UNSUPPORTED_STEM_SET" in result.output and "STEMSPLIT_API_KEY" in result.output
 
 
@@ -56,7 +56,7 @@ def test_not_audio_fails_with_a_stable_code(shell: CliRunner, tmp_path: Path) ->
     fake = tmp_path / "song.mp3"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2000))
     result = shell.invoke(app, ["split", str(fake)])
-    assert result.exit_code == 1 and "UNSUPPORTED_FORMAT" in result.output
+    assert result.exit_code == 2 and "UNSUPPORTED_FORMAT" in result.output
 
 
 def test_plugins_lists_builtins_with_hooks(shell: CliRunner) -> None:

@@ -12,8 +12,8 @@ import pytest
 from stemhub.errors import ErrorCode, RequestRejected
 from stemhub.hub import Hub
 from stemhub.models import JobRequest, Source, SourceKind
-from stemhub.plugins import get_plugin_manager
-from stemhub.testing import FakeBackendControls, FakeBackendPlugin, make_settings
+from stemhub.plugin.manager import get_plugin_manager
+from stemhub.testing import FakeBackendControls, FakeBackendPlugin, make_settings, patience
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "stemhub_jsonl" / "stemhub_jsonl.py"
@@ -44,7 +44,7 @@ async def test_example_plugin_logs_deliveries_and_refuses_big_files(
     async with Hub(settings, pm=pm) as hub:
         source = Source(kind=SourceKind.FILE, path=str(stemhub_audio_file))
         job = await hub.submit(JobRequest(source=source, stems=["vocals"]))
-        await hub.wait_for(job.id, timeout=10)
+        await hub.wait_for(job.id, timeout=patience(10))
         too_big = source.model_copy(update={"size_bytes": 60_000_000})
         with pytest.raises(RequestRejected) as caught:
             await hub.submit(JobRequest(source=too_big))

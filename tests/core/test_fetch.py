@@ -154,7 +154,7 @@ async def test_byte_cap_stops_an_endless_stream_mid_way(
         await fetch_to_file(f"{server.url}/endless", tmp_path, policy=policy)
 
     assert caught.value.code is ErrorCode.FILE_TOO_LARGE
-    assert caught.value.message == "The file is larger than the 1 MB limit."
+    assert caught.value.message == "The file is larger than the 1 MiB limit."
     assert leftovers(tmp_path) == []
     assert await asyncio.to_thread(recorder.stream_closed.wait, 5)
     # The server gave up because the client hung up, long before a download could finish.
@@ -214,7 +214,7 @@ async def test_declared_size_over_the_cap_is_refused_before_the_body(
         await fetch_to_file(f"{server.url}/endless?declare={120 * MB}", tmp_path, policy=policy)
 
     assert caught.value.code is ErrorCode.FILE_TOO_LARGE
-    assert caught.value.message == "The file is 120 MB; the limit is 1 MB."
+    assert caught.value.message == "The file is 120 MiB; the limit is 1 MiB."
     assert caught.value.http_status == 413
     assert leftovers(tmp_path) == []
 
@@ -732,7 +732,12 @@ def test_redact_url_hides_credentials_and_query() -> None:
 
 @pytest.mark.parametrize(
     ("size", "shown"),
-    [(512, "512 bytes"), (800 * 1024, "800 KB"), (120 * MB, "120 MB"), (int(9.5 * MB), "9.5 MB")],
+    [
+        (512, "512 bytes"),
+        (800 * 1024, "800 KiB"),
+        (120 * MB, "120 MiB"),
+        (int(9.5 * MB), "9.5 MiB"),
+    ],
 )
 def test_format_bytes(size: int, shown: str) -> None:
     assert format_bytes(size) == shown

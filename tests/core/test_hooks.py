@@ -17,7 +17,9 @@ from stemhub.frontend import Frontend
 from stemhub.http import HubServer
 from stemhub.hub import Hub
 from stemhub.models import Job, JobRequest, Origin, Source, SourceKind
-from stemhub.testing import FakeBackendControls, make_settings, open_test_hub
+from stemhub.plugin.manager import get_plugin_manager, plugin_commands
+from stemhub.plugin.spec import RegisterCommand
+from stemhub.testing import FakeBackendControls, make_settings, open_test_hub, patience
 
 
 class Echo(Frontend):
@@ -56,10 +58,19 @@ class EverythingPlugin:
         self.calls.append(f"quota:{request.origin.user_id}")
 
     @hookimpl
-    def stemhub_register_commands(self, cli: typer.Typer) -> None:
-        @cli.command("hello")
-        def hello() -> None:
+    def stemhub_register_commands(self, register: RegisterCommand) -> None:
+        hello = typer.Typer()
+
+        @hello.callback()
+        def _hello() -> None:
+            """Say hello."""
+
+        @hello.command("world")
+        def world() -> None:
             typer.echo("hello from a plugin")
+
+        register("hello", hello, help="Say hello.")
+        register("split", hello, help="Taken by the core.")
 
 
 async def test_plugin_frontend_route_and_lifecycle(
@@ -80,7 +91,7 @@ async def test_plugin_frontend_route_and_lifecycle(
                 origin=Origin(platform="echo", user_id="u7"),
             )
         )
-        await hub.wait_for(job.id, timeout=10)
+        await hub.wait_for(job.id, timeout=patience(10))
         assert Echo.delivered[-1] == job.id
         async with HubServer(hub, port=0).running() as server, httpx.AsyncClient() as client:
             response = await client.get(server.url + "/hello")
@@ -89,11 +100,10 @@ async def test_plugin_frontend_route_and_lifecycle(
 
 
 def test_plugin_adds_cli_commands() -> None:
-    app = typer.Typer()
-
-    @app.command()
-    def core() -> None: ...
-
-    EverythingPlugin().stemhub_register_commands(app)
-    result = CliRunner().invoke(app, ["hello"])
+    pm = get_plugin_manager(only=(), extra=[("everything", EverythingPlugin())])
+    commands = plugin_commands(pm, taken={"split"})
+    hello = commands["hello"]
+    assert (hello.help, hello.plugin) == ("Say hello.", "everything")
+    assert "split" not in commands  # the core's name stays the core's
+    result = CliRunner().invoke(hello.app(), ["world"])
     assert result.output.strip() == "hello from a plugin"

@@ -10,7 +10,8 @@ import httpx
 
 from stemhub.http import HubServer
 from stemhub.hub import Hub
-from stemhub.models import JobRequest, Origin, Source, SourceKind
+from stemhub.models import JobRequest, JobStatus, Origin, Source, SourceKind
+from stemhub.testing import patience
 
 
 async def test_health_and_ready(stemhub_hub: Hub) -> None:
@@ -30,7 +31,7 @@ async def test_signed_links_download_and_refuse_forgery(
         job = await stemhub_hub.submit(
             JobRequest(source=Source(kind=SourceKind.FILE, path=str(stemhub_audio_file)))
         )
-        done = await stemhub_hub.wait_for(job.id, timeout=10)
+        done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
         links = stemhub_hub.outputs.output_links(done)
         url, _expires = links["vocals"]
         ok = await client.get(url)
@@ -68,9 +69,16 @@ async def test_cleanup_keeps_stems_of_undelivered_jobs(
     delivered = await stemhub_hub.wait_for((await stemhub_hub.submit(request)).id, timeout=10)
     elsewhere = request.model_copy(update={"origin": Origin(platform="absent")})
     waiting = await stemhub_hub.submit(elsewhere)
-    waiting = await stemhub_hub.wait_for(waiting.id, delivered=False, timeout=10)
+    waiting = await stemhub_hub.wait_for(waiting.id, delivered=False, timeout=patience(10))
     stemhub_hub.settings.retention_hours = 1e-9
     removed = await stemhub_hub.cleanup_outputs()
     assert removed == 1
     assert not stemhub_hub.outputs.job_dir(delivered.id).exists()
     assert stemhub_hub.outputs.job_dir(waiting.id).exists()
+    expired = await stemhub_hub.require_job(delivered.id)
+    assert expired.status is JobStatus.EXPIRED and expired.error_code == "JOB_EXPIRED"
+    assert (await stemhub_hub.require_job(waiting.id)).status is JobStatus.COMPLETED
+    # the next pass finds nothing more to do; a retry runs the expired job again
+    assert await stemhub_hub.cleanup_outputs() == 0
+    again = await stemhub_hub.retry(delivered.id)
+    assert again.status is JobStatus.QUEUED

@@ -13,7 +13,8 @@ from stemhub.errors import ErrorCode, RequestRejected, StemhubError
 from stemhub.frontend import Frontend
 from stemhub.hub import Hub
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage, StemSet
-from stemhub.testing import FakeBackendControls
+from stemhub.scheduling import FairSlots
+from stemhub.testing import FakeBackendControls, patience
 
 
 def file_request(path: Path, **kwargs: Any) -> JobRequest:
@@ -68,7 +69,7 @@ async def test_job_runs_through_every_stage_with_hooks_in_order(
     events = Events()
     stemhub_register_plugin(events, "events")
     job = await stemhub_hub.submit(file_request(stemhub_audio_file, stems=StemSet.FOUR_STEMS))
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.COMPLETED and done.stage is Stage.DONE
     assert done.delivered_at is not None
     assert set(done.outputs) == {"vocals", "drums", "bass", "other"}
@@ -84,7 +85,7 @@ async def test_selected_stems_are_the_only_outputs(
     stemhub_hub: Hub, stemhub_audio_file: Path
 ) -> None:
     job = await stemhub_hub.submit(file_request(stemhub_audio_file, stems=["drums"]))
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert list(done.outputs) == ["drums"]
     path = stemhub_hub.outputs.path_of(done, done.outputs["drums"])
     assert path is not None and path.is_file()
@@ -102,7 +103,7 @@ async def test_progress_is_coalesced(
     stemhub_fake_backend.progress_steps = 100
     stemhub_fake_backend.delay_s = 0.5
     job = await stemhub_hub.submit(file_request(stemhub_audio_file))
-    await stemhub_hub.wait_for(job.id, timeout=10)
+    await stemhub_hub.wait_for(job.id, timeout=patience(10))
     published = [e for e in events.seen if e[0] == "progress"]
     assert 1 <= len(published) <= 5
 
@@ -120,7 +121,7 @@ async def test_backend_error_fails_the_job_and_still_tells_the_user(
     )
     stemhub_fake_backend.fail_times = 1
     job = await stemhub_hub.submit(file_request(stemhub_audio_file))
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.FAILED
     assert done.error_code == "INSUFFICIENT_CREDITS"
     assert ("delivered", job.id, "FAILED") in events.seen
@@ -134,7 +135,7 @@ async def test_retryable_backend_error_is_retried(
     )
     stemhub_fake_backend.fail_times = 2
     job = await stemhub_hub.submit(file_request(stemhub_audio_file))
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.COMPLETED
     assert done.attempts == 2
 
@@ -143,7 +144,7 @@ async def test_not_audio_is_refused_with_a_stable_code(stemhub_hub: Hub, tmp_pat
     fake = tmp_path / "song.mp3"
     fake.write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>" * 20)
     job = await stemhub_hub.submit(file_request(fake))
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.FAILED
     assert done.error_code == "UNSUPPORTED_FORMAT"
 
@@ -180,7 +181,7 @@ async def test_idempotency_key_gives_the_same_job(
     first = await stemhub_hub.submit(file_request(stemhub_audio_file, idempotency_key="abc"))
     second = await stemhub_hub.submit(file_request(stemhub_audio_file, idempotency_key="abc"))
     assert first.id == second.id
-    await stemhub_hub.wait_for(first.id, timeout=10)
+    await stemhub_hub.wait_for(first.id, timeout=patience(10))
     assert len(stemhub_fake_backend.started) == 1
 
 
@@ -195,7 +196,7 @@ async def test_cancel_stops_the_backend_and_tells_the_user(
             break
     cancelled = await stemhub_hub.cancel(job.id)
     assert cancelled.status is JobStatus.CANCELLED
-    done = await stemhub_hub.wait_for(job.id, timeout=5)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(5))
     assert done.stage is Stage.DONE and done.error_code == "JOB_CANCELLED"
     assert stemhub_fake_backend.cancelled == [job.remote_id or cancelled.remote_id]
 
@@ -206,13 +207,13 @@ async def test_retry_runs_a_failed_job_again(
     stemhub_fake_backend.fail_with = StemhubError(ErrorCode.BACKEND_ERROR, "boom")
     stemhub_fake_backend.fail_times = 1
     job = await stemhub_hub.submit(file_request(stemhub_audio_file))
-    failed = await stemhub_hub.wait_for(job.id, timeout=10)
+    failed = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert failed.status is JobStatus.FAILED
     with pytest.raises(StemhubError) as caught:
         await stemhub_hub.cancel(job.id)
     assert caught.value.code is ErrorCode.CONFLICT
     await stemhub_hub.retry(job.id)
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.COMPLETED and done.error_code is None
 
 
@@ -236,7 +237,7 @@ async def test_delivery_goes_to_the_origin_frontend_only(
     job = await stemhub_hub.submit(
         file_request(stemhub_audio_file, origin=Origin(platform="chat-b"))
     )
-    await stemhub_hub.wait_for(job.id, timeout=10)
+    await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert delivered == {"chat-a": [], "chat-b": [job.id]}
 
 
@@ -260,7 +261,7 @@ async def test_flaky_delivery_is_retried_then_recorded(
     job = await stemhub_hub.submit(
         file_request(stemhub_audio_file, origin=Origin(platform="flaky"))
     )
-    done = await stemhub_hub.wait_for(job.id, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert len(calls) == 3 and done.status is JobStatus.COMPLETED
 
 
@@ -270,7 +271,7 @@ async def test_job_for_an_absent_frontend_waits_in_deliver(
     job = await stemhub_hub.submit(
         file_request(stemhub_audio_file, origin=Origin(platform="not-running"))
     )
-    done = await stemhub_hub.wait_for(job.id, delivered=False, timeout=10)
+    done = await stemhub_hub.wait_for(job.id, delivered=False, timeout=patience(10))
     assert done.status is JobStatus.COMPLETED
     await asyncio.sleep(0.1)
     stored = await stemhub_hub.store.get_job(job.id)
@@ -282,7 +283,7 @@ async def test_concurrency_limit_bounds_work_but_not_waiting(
     stemhub_hub: Hub, stemhub_fake_backend: FakeBackendControls, stemhub_audio_file: Path
 ) -> None:
     """Two work slots: deliveries queue for a slot, backend waits do not."""
-    stemhub_hub.work_slots = asyncio.Semaphore(2)
+    stemhub_hub.work_slots = FairSlots(2)
     stemhub_hub.delivery_slots = asyncio.Semaphore(2)
     stemhub_fake_backend.delay_s = 0.3
     delivering: list[int] = []
@@ -308,14 +309,14 @@ async def test_concurrency_limit_bounds_work_but_not_waiting(
     waiting = [(await stemhub_hub.get_job(j.id)) for j in jobs]
     assert sum(1 for j in waiting if j is not None and j.remote_id) == 6
     for job in jobs:
-        await stemhub_hub.wait_for(job.id, timeout=10)
+        await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert max(delivering) == 2
 
 
 async def test_a_finished_job_delivers_while_starting_jobs_hold_every_work_slot(
     stemhub_hub: Hub, stemhub_fake_backend: FakeBackendControls, stemhub_audio_file: Path
 ) -> None:
-    stemhub_hub.work_slots = asyncio.Semaphore(2)
+    stemhub_hub.work_slots = FairSlots(2)
     stemhub_fake_backend.delay_s = 0.3
     job = await stemhub_hub.submit(file_request(stemhub_audio_file))
     for _ in range(100):
@@ -324,9 +325,9 @@ async def test_a_finished_job_delivers_while_starting_jobs_hold_every_work_slot(
         await asyncio.sleep(0.01)
     # a burst of jobs now fetching and starting holds every work slot
     for _ in range(2):
-        await stemhub_hub.work_slots.acquire()
+        await stemhub_hub.work_slots.acquire("burst")
     try:
-        done = await stemhub_hub.wait_for(job.id, timeout=5)
+        done = await stemhub_hub.wait_for(job.id, timeout=patience(5))
     finally:
         for _ in range(2):
             stemhub_hub.work_slots.release()
@@ -352,11 +353,47 @@ async def test_retry_of_a_failed_delivery_keeps_what_was_posted(
     stemhub_hub.frontend_factories["half"] = HalfDelivers
     stemhub_hub.start_frontend("half")
     job = await stemhub_hub.submit(file_request(stemhub_audio_file, origin=Origin(platform="half")))
-    first = await stemhub_hub.wait_for(job.id, timeout=10)
+    first = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert (
         first.status is JobStatus.COMPLETED and first.delivery["error"]["code"] == "DELIVERY_FAILED"
     )
     await stemhub_hub.retry(job.id)
-    second = await stemhub_hub.wait_for(job.id, timeout=10)
-    assert attempts == [{}, {"first_message": "m1"}]
+    second = await stemhub_hub.wait_for(job.id, timeout=patience(10))
+    assert len(attempts) == 2
+    assert "first_message" not in attempts[0] and attempts[1]["first_message"] == "m1"
     assert "error" not in second.delivery and second.delivered_at is not None
+
+
+async def test_a_backend_wrapper_sees_every_backend_and_every_job_goes_through_it(
+    stemhub_hub: Hub, stemhub_audio_file: Path, stemhub_fake_backend: FakeBackendControls
+) -> None:
+    from stemhub.backends.base import Backend, SeparationResult, SeparationTask
+
+    built_before = stemhub_hub.backend("fake")
+    through: list[str] = []
+
+    class Counting(Backend):
+        name = "counting"
+
+        def __init__(self, name: str, inner: Backend) -> None:
+            self.inner = inner
+            self.capabilities = inner.capabilities
+
+        async def start(self, task: SeparationTask) -> str:
+            through.append(task.job_id)
+            return await self.inner.start(task)
+
+        async def wait(
+            self, task: SeparationTask, remote_id: str, progress: Any
+        ) -> SeparationResult:
+            return await self.inner.wait(task, remote_id, progress)
+
+    stemhub_hub.add_backend_wrapper(Counting)
+    wrapped = stemhub_hub.backend("fake")
+    assert isinstance(wrapped, Counting) and wrapped.inner is built_before
+    job = await stemhub_hub.submit(
+        JobRequest(source=Source(kind=SourceKind.FILE, path=str(stemhub_audio_file)))
+    )
+    done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
+    assert done.status is JobStatus.COMPLETED
+    assert through == [job.id] and len(stemhub_fake_backend.started) == 1

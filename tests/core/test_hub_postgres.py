@@ -7,7 +7,7 @@ from pathlib import Path
 
 from stemhub.config import QuotaSettings
 from stemhub.models import JobRequest, JobStatus, Origin, Source, SourceKind
-from stemhub.testing import FakeBackendControls, make_settings, open_test_hub
+from stemhub.testing import FakeBackendControls, make_settings, open_test_hub, patience
 
 
 async def test_two_hubs_on_one_postgres_share_jobs_and_quotas(
@@ -42,7 +42,7 @@ async def test_two_hubs_on_one_postgres_share_jobs_and_quotas(
         except Exception as exc:
             rejected = exc
         assert rejected is not None and "3 splits" in str(rejected)
-        done = await asyncio.gather(*(first.wait_for(j.id, timeout=20) for j in jobs))
+        done = await asyncio.gather(*(first.wait_for(j.id, timeout=patience(20)) for j in jobs))
         assert all(job.status is JobStatus.COMPLETED for job in done)
         await asyncio.sleep(0.5)  # give both recovery loops a chance to double-run a job
     assert len(controls.started) == 3

@@ -502,7 +502,7 @@ def test_check_limits_explains_each_refusal() -> None:
     with pytest.raises(StemhubError) as caught:
         check_limits(info, max_bytes=100 * MB, max_duration_s=3600)
     assert caught.value.code is ErrorCode.FILE_TOO_LARGE
-    assert caught.value.message == "The file is 120 MB; the limit is 100 MB."
+    assert caught.value.message == "The file is 120 MiB; the limit is 100 MiB."
 
     info = AudioInfo(size_bytes=MB, duration_s=72 * 60.0)
     with pytest.raises(StemhubError) as caught:

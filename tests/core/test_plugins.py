@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stemhub import hookspecs
-from stemhub.plugins import get_plugin_manager
+from stemhub.plugin import spec as hookspecs
+from stemhub.plugin.manager import get_plugin_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOK_NAMES = sorted(
@@ -118,14 +118,12 @@ LOAD_EVERYTHING_IDLE = """
 import asyncio, json, sys
 from pathlib import Path
 
-import typer
-
 from stemhub.config import Settings
 from stemhub.hub import Hub
-from stemhub.plugins import get_plugin_manager
+from stemhub.plugin.manager import get_plugin_manager, plugin_commands
 
 pm = get_plugin_manager()
-pm.hook.stemhub_register_commands(cli=typer.Typer())
+plugin_commands(pm)
 
 
 async def idle_hub() -> list[str]:

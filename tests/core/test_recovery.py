@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from stemhub.models import Job, JobStatus, Stage
-from stemhub.testing import write_test_tone
+from stemhub.testing import patience, write_test_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def read_job(data_dir: Path, job_id: str) -> Job | None:
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + patience(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return

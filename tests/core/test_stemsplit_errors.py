@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 import respx
 
-from stemhub.backends._stemsplit_pacing import ScaledClock
 from stemhub.backends.base import SeparationTask
-from stemhub.backends.stemsplit import StemSplitBackend, StemSplitTuning
+from stemhub.backends.stemsplit.backend import StemSplitBackend, StemSplitTuning
+from stemhub.backends.stemsplit.pacing import ScaledClock
 from stemhub.errors import ConfigError, ErrorCode, StemhubError
 from stemhub.models import OutputFormat, StemSet
 from stemhub.testing import make_settings, write_test_tone

@@ -20,12 +20,12 @@ import soundfile
 from starlette.applications import Starlette
 
 from stemhub.backends.base import SeparationResult, SeparationTask
-from stemhub.backends.stemsplit import StemSplitBackend, StemSplitTuning
+from stemhub.backends.stemsplit.backend import StemSplitBackend, StemSplitTuning
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.models import OutputFormat, StemSet
 from stemhub.stemsplit_wire import RemoteStatus, sign_payload
 from stemhub.testing import make_settings, write_test_tone
-from stemhub.testing_stemsplit import (
+from tests.fakes.stemsplit import (
     FIXED_BPM,
     FIXED_KEY,
     FakeStemSplit,
@@ -144,6 +144,28 @@ async def test_stems_are_downloaded_into_the_output_folder_when_the_operator_ask
         info = soundfile.info(str(stem_file.path))
         assert info.samplerate == 44100 and info.frames == 88200
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kept"),
+    [
+        ({"public_url": "https://hub.example.test"}, True),  # result pages: keep a copy
+        ({"public_url": "https://hub.example.test", "stemsplit_download_outputs": False}, False),
+        ({}, False),  # no result pages: the API's links are enough
+    ],
+)
+async def test_a_hub_with_result_pages_keeps_the_hosted_stems_unless_told_not_to(
+    tmp_path: Path, audio: Path, backend_for: Factory, overrides: dict[str, Any], kept: bool
+) -> None:
+    async with (
+        run_fake_stemsplit(time_factor=FACTOR, processing_s=2.0) as fake,
+        backend_for(fake, **overrides) as backend,
+    ):
+        task = make_task(tmp_path, audio, stem_set=StemSet.BOTH, stems=("vocals", "instrumental"))
+        _, result = await run(backend, task)
+        assert fake.counters["storage_get"] == (2 if kept else 0)
+    for stem_file in result.stems.values():
+        assert (stem_file.path is not None and stem_file.path.is_file()) is kept
 
 
 async def test_webhook_completion_needs_no_polling(

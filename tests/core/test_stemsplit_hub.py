@@ -7,7 +7,6 @@ routes come from the builtin module's own hook implementation.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,14 @@ import pytest
 
 from stemhub import hookimpl
 from stemhub.backends import stemsplit as stemsplit_module
-from stemhub.backends.stemsplit import StemSplitBackend, StemSplitTuning
+from stemhub.backends.stemsplit.backend import StemSplitBackend, StemSplitTuning
 from stemhub.config import Settings
 from stemhub.http import HubServer, build_app
 from stemhub.hub import Hub
 from stemhub.models import JobRequest, JobStatus, Source, SourceKind, StemSet
-from stemhub.plugins import get_plugin_manager
-from stemhub.testing import make_settings, write_test_tone
-from stemhub.testing_stemsplit import FIXED_BPM, FakeStemSplit, run_fake_stemsplit
+from stemhub.plugin.manager import get_plugin_manager
+from stemhub.testing import free_port, make_settings, patience, write_test_tone
+from tests.fakes.stemsplit import FIXED_BPM, FakeStemSplit, run_fake_stemsplit
 
 FACTOR = 0.05
 TUNING = StemSplitTuning(webhook_grace_s=10.0, poll_min_s=1.0, poll_max_s=4.0)
@@ -60,13 +59,6 @@ def hub_for(fake: FakeStemSplit, settings: Settings) -> Hub:
     return Hub(settings, pm=pm, lease_s=5.0, recovery_interval_s=0.5)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def request_for(audio: Path) -> JobRequest:
     return JobRequest(
         source=Source(kind=SourceKind.FILE, path=str(audio)),
@@ -90,7 +82,7 @@ async def test_a_job_submitted_to_the_hub_finishes_on_stemsplit_by_polling(
     async with run_fake_stemsplit(time_factor=FACTOR, processing_s=3.0) as fake:  # noqa: SIM117
         async with hub_for(fake, settings_for(tmp_path, fake)) as hub:
             job = await hub.submit(request_for(audio))
-            done = await hub.wait_for(job.id, timeout=30)
+            done = await hub.wait_for(job.id, timeout=patience(30))
     assert done.status is JobStatus.COMPLETED, done.error_message
     assert set(done.outputs) == {"vocals", "drums", "bass", "other"}
     assert all(o.url and o.url.startswith("http://127.0.0.1") for o in done.outputs.values())
@@ -107,7 +99,7 @@ async def test_webhook_completion_through_the_hubs_http_app_with_the_secret_seal
         settings = settings_for(tmp_path, fake, public_url=f"http://127.0.0.1:{port}")
         async with hub_for(fake, settings) as hub, HubServer(hub, port=port).running():
             job = await hub.submit(request_for(audio))
-            done = await hub.wait_for(job.id, timeout=30)
+            done = await hub.wait_for(job.id, timeout=patience(30))
             kept = await hub.store.kv_items("stemsplit")
         assert done.status is JobStatus.COMPLETED, done.error_message
         assert fake.counters["get_job"] == 0, "the webhook finished the job, no polling"
@@ -126,7 +118,7 @@ async def test_webhook_completion_through_the_hubs_http_app_with_the_secret_seal
         # a restarted hub on the same store and URL reuses the subscription and its secret
         async with hub_for(fake, settings) as hub, HubServer(hub, port=port).running():
             job = await hub.submit(request_for(audio))
-            done = await hub.wait_for(job.id, timeout=30)
+            done = await hub.wait_for(job.id, timeout=patience(30))
         assert done.status is JobStatus.COMPLETED
         assert fake.counters["create_webhook"] == 1
         assert fake.counters["get_job"] == 0
@@ -147,7 +139,7 @@ async def test_a_restarted_hub_resumes_the_remote_job_by_id_without_resubmitting
         assert stored.remote_id == remote_id and not stored.finished
 
         async with hub_for(fake, settings) as second:
-            done = await second.wait_for(job.id, timeout=30)
+            done = await second.wait_for(job.id, timeout=patience(30))
     assert done.status is JobStatus.COMPLETED, done.error_message
     assert done.remote_id == remote_id
     assert fake.counters["create_job"] == 1
@@ -156,7 +148,7 @@ async def test_a_restarted_hub_resumes_the_remote_job_by_id_without_resubmitting
 
 
 async def _stored(settings: Settings, job_id: str) -> Any:
-    from stemhub.store import Store
+    from stemhub._store import Store
 
     store = await Store.open(settings.resolved_database_url, migrate=False)
     try:
@@ -168,7 +160,9 @@ async def _stored(settings: Settings, job_id: str) -> Any:
 async def test_the_builtin_plugin_registers_the_backend_and_the_receiver_route(
     tmp_path: Path,
 ) -> None:
-    with_url = make_settings(tmp_path / "a", public_url="https://hub.example.test")
+    with_url = make_settings(
+        tmp_path / "a", public_url="https://hub.example.test", stemsplit_api_key="sk_test"
+    )
     async with Hub(with_url, pm=get_plugin_manager(only=())) as hub:
         backend = hub.backend("stemsplit")
         assert isinstance(backend, StemSplitBackend)

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from stemhub.testing import write_test_tone
-from stemhub.testing_stemsplit import FIXED_BPM, FIXED_KEY, run_fake_stemsplit, serve_asgi
+from tests.fakes.stemsplit import FIXED_BPM, FIXED_KEY, run_fake_stemsplit, serve_asgi
 
 sdk = pytest.importorskip("stemsplit_python")
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from stemhub._store import LEASE_CHUNK, Store
 from stemhub.migrations import downgrade
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage
-from stemhub.store import LEASE_CHUNK, Store
 
 
 def make_job(key: str | None = None, user: str = "u1") -> Job:
@@ -53,12 +54,6 @@ async def test_lease_is_exclusive_until_it_lapses(store: Store) -> None:
     await asyncio.sleep(0.4)
     assert job.id in await store.claimable_job_ids("hub-b")
     assert await store.claim_job(job.id, "hub-b", lease_s=30)
-
-
-async def test_delivery_is_recorded_once(store: Store) -> None:
-    job = await store.insert_job(make_job())
-    assert await store.mark_delivered(job)
-    assert not await store.mark_delivered(job)
 
 
 async def test_kv_add_is_first_writer_wins_and_expires(store: Store) -> None:
@@ -118,3 +113,58 @@ async def test_renewal_keeps_only_the_owners_leases_across_chunks(store: Store) 
     await asyncio.sleep(0.7)
     claimable = set(await store.claimable_job_ids("hub-c", limit=10_000))
     assert claimable == {theirs.id}
+
+
+@pytest.mark.postgres
+async def test_processes_opening_a_fresh_database_at_once_all_migrate_it(
+    postgres_url: str,
+) -> None:
+    """Hubs and workers started together: one migrates, the others wait and find it done."""
+    stores = await asyncio.gather(*(Store.open(postgres_url) for _ in range(4)))
+    try:
+        job = await stores[0].insert_job(make_job())
+        assert all([await s.get_job(job.id) is not None for s in stores])
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+@pytest.mark.slow
+async def test_state_and_quota_writes_wait_out_a_lock_held_past_the_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    """Another process holds SQLite's write lock longer than the busy timeout (10 s): the
+    writes are refused once ("database is locked"), then go again and land."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "busy.db"
+    store = await Store.open(f"sqlite+aiosqlite:///{path}")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(60)
+        other.execute("COMMIT")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        await asyncio.to_thread(locked.wait, 10)
+        loop = asyncio.get_running_loop()
+        loop.call_later(14.0, release.set)  # past one busy timeout, within the retries
+        await asyncio.gather(
+            store.kv_put("test", "a", {"n": 1}),
+            store.kv_add("test", "b", 2),
+            store.take_quota("test", "someone", limit=5, window_s=60),
+        )
+        assert await store.kv_get("test", "a") == {"n": 1}
+        assert await store.kv_get("test", "b") == 2
+        assert await store.kv_delete("test", "a")
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+        await store.close()

@@ -13,7 +13,7 @@ from typing import Any
 
 import discord
 
-from tests.discord._fake_discord import (
+from tests.fakes.discord import (
     APP_ID,
     BOT_USER,
     CHANNEL_ID,
@@ -91,6 +91,7 @@ def _base(
     user_id: int = USER_ID,
     size_limit: int = 10 * 1024 * 1024,
     thread_of: int | None = None,
+    guild_id: int = GUILD_ID,
 ) -> dict[str, Any]:
     interaction_id = snowflake(created)
     payload: dict[str, Any] = {
@@ -108,13 +109,13 @@ def _base(
     }
     if guild:
         payload.update(
-            guild_id=str(GUILD_ID),
+            guild_id=str(guild_id),
             guild_locale="en-US",
-            guild={"id": str(GUILD_ID), "locale": "en-US", "features": []},
+            guild={"id": str(guild_id), "locale": "en-US", "features": []},
             channel={
                 "id": str(channel_id),
                 "type": 0,
-                "guild_id": str(GUILD_ID),
+                "guild_id": str(guild_id),
                 "name": "music",
                 "position": 0,
                 "permission_overwrites": [],
@@ -129,7 +130,7 @@ def _base(
             else {
                 "id": str(channel_id),
                 "type": 11,
-                "guild_id": str(GUILD_ID),
+                "guild_id": str(guild_id),
                 "name": "a thread",
                 "parent_id": str(thread_of),
                 "owner_id": str(user_id),
@@ -145,7 +146,7 @@ def _base(
                 "flags": 0,
             },
             member=member(user_id, roles=roles, permissions=permissions),
-            authorizing_integration_owners={"0": str(GUILD_ID)},
+            authorizing_integration_owners={"0": str(guild_id)},
             context=0,
         )
     else:

@@ -15,10 +15,16 @@ import pytest_asyncio
 import stemhub_discord.plugin
 from stemhub_discord import DiscordFrontend
 
-from stemhub import Job
+from stemhub import Job, hookimpl
 from stemhub.hub import Hub
-from stemhub.testing import FakeBackendControls, make_settings, open_test_hub, write_test_tone
-from tests.discord._fake_discord import FakeDiscord, running_fake_discord
+from stemhub.testing import (
+    FakeBackendControls,
+    make_settings,
+    open_test_hub,
+    patience,
+    write_test_tone,
+)
+from tests.fakes.discord import FakeDiscord, SimClock, running_fake_discord
 
 PUBLIC_URL = "https://stems.example.test"
 
@@ -34,11 +40,16 @@ class Bot:
 
     def dispatch(self, payload: dict[str, Any]) -> None:
         """Hand an INTERACTION_CREATE payload to discord.py, as the gateway does."""
+        self.fake.receive(payload)
         self.frontend.client._connection.parse_interaction_create(payload)  # type: ignore[arg-type]
+
+    def gateway(self, event: str, data: dict[str, Any]) -> None:
+        """Hand another gateway DISPATCH (GUILD_CREATE, GUILD_DELETE...) to discord.py."""
+        self.frontend.client._connection.parsers[event](data)
 
     async def job_for(self, payload: dict[str, Any], *, within_s: float = 5.0) -> Job:
         key = f"discord:{payload['id']}"
-        async with asyncio.timeout(within_s):
+        async with asyncio.timeout(patience(within_s)):
             while True:
                 job = await self.hub.store.get_job_by_idempotency_key(key)
                 if job is not None:
@@ -49,13 +60,39 @@ class Bot:
         """Dispatch a command and wait until its job was delivered."""
         self.dispatch(payload)
         job = await self.job_for(payload)
-        return await self.hub.wait_for(job.id, timeout=within_s)
+        return await self.hub.wait_for(job.id, timeout=patience(within_s))
+
+    async def until(self, predicate: Callable[[], object], *, within_s: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds (the simulator's state is read, never slept on)."""
+        async with asyncio.timeout(patience(within_s)):
+            while not predicate():  # noqa: ASYNC110 - polls the simulator's state
+                await asyncio.sleep(0.01)
+
+    def edits(self, token: str) -> list[dict[str, Any]]:
+        """Bodies of the accepted edits of an interaction's response."""
+        return [c.json for c in self.fake.find("PATCH", f"/{token}/messages/@original")]
 
     async def settle(self, *, calls: int, within_s: float = 5.0) -> None:
         """Wait until the fake Discord has seen at least ``calls`` requests."""
-        async with asyncio.timeout(within_s):
+        async with asyncio.timeout(patience(within_s)):
             while len(self.fake.calls) < calls:  # noqa: ASYNC110 - polls the fake's call log
                 await asyncio.sleep(0.01)
+
+
+class LateSeparation:
+    """Moves the clock (simulator and bot alike) forward when a job's stems are ready.
+
+    A job that waited in a long queue: its interaction token (15 minutes) is dead by
+    the time the result is delivered.
+    """
+
+    def __init__(self, clock: SimClock, seconds: float = 16 * 60) -> None:
+        self.clock = clock
+        self.seconds = seconds
+
+    @hookimpl
+    def stemhub_job_completed(self, hub: Any, job: Job) -> None:
+        self.clock.advance(self.seconds)
 
 
 @pytest.fixture
@@ -95,6 +132,7 @@ def make_bot(
         controls: FakeBackendControls | None = None,
         data_dir: Path | None = None,
         extra_plugins: tuple[tuple[str, object], ...] = (),
+        result_page: bool = False,
         **settings: Any,
     ) -> AsyncIterator[Bot]:
         monkeypatch.setenv("STEMHUB_CONFIG", str(tmp_path / "absent.toml"))
@@ -111,7 +149,9 @@ def make_bot(
         values.update(settings)
         hub_settings = make_settings(data_dir or tmp_path / "data", **values)
         backend = controls or FakeBackendControls()
-        hub = open_test_hub(hub_settings, backend, frontends=["discord"])
+        # the result page's waveforms are opt-in here: most tests count the files they see
+        block = () if result_page else ("web",)
+        hub = open_test_hub(hub_settings, backend, frontends=["discord"], block=block)
         hub.pm.register(stemhub_discord.plugin, name="discord")
         for name, plugin in extra_plugins:
             hub.pm.register(plugin, name=name)
@@ -119,6 +159,7 @@ def make_bot(
         frontend = hub.frontends["discord"]
         assert isinstance(frontend, DiscordFrontend)
         try:
+            frontend.clock = fake_discord.clock.now
             await frontend.login()
             yield Bot(hub, frontend, fake_discord, backend)
         finally:

@@ -9,9 +9,10 @@ from typing import Any
 from stemhub import ErrorCode, StemSet, hookimpl
 from stemhub.config import QuotaSettings
 from tests.discord import _payloads as p
-from tests.discord._fake_discord import APP_ID, GUILD_ID, ROLE_ID
 from tests.discord.conftest import PUBLIC_URL, Bot, BotFactory
+from tests.discord.test_guilds import OTHER_CHANNEL_ID, OTHER_GUILD_ID
 from tests.discord.test_split import song_attachment
+from tests.fakes.discord import APP_ID, GUILD_ID, ROLE_ID
 
 
 def result_message(bot: Bot, token: str) -> dict[str, Any]:
@@ -31,11 +32,11 @@ async def test_get_fresh_links_answers_privately_with_new_links(bot: Bot, song: 
         result_message(bot, command["token"]), f"stemhub:links:{job.id}", user_id=p.OTHER_USER_ID
     )
     bot.dispatch(click)
-    await bot.settle(calls=len(bot.fake.calls) + 1)
+    await bot.until(lambda: bot.edits(click["token"]))
     (answer,) = answers(bot, click)
-    assert answer["type"] == 4
-    assert answer["data"]["flags"] == 64
-    values = [f["value"] for f in answer["data"]["embeds"][0]["fields"]]
+    assert answer == {"type": 5, "data": {"flags": 64}}, "deferred first, privately"
+    (shown,) = bot.edits(click["token"])
+    values = [f["value"] for f in shown["embeds"][0]["fields"]]
     assert sum(f"]({PUBLIC_URL}/files/{job.id}/" in v for v in values) == 2
 
 
@@ -67,9 +68,10 @@ async def test_fresh_links_for_an_unknown_job_say_it_is_gone(bot: Bot) -> None:
     ]
     click = p.component_click(message, "stemhub:links:" + "0" * 32)
     bot.dispatch(click)
-    await bot.settle(calls=len(bot.fake.calls) + 1)
-    (answer,) = answers(bot, click)
-    assert answer["data"]["embeds"][0]["title"] == "I cannot find that any more"
+    await bot.until(lambda: bot.edits(click["token"]))
+    (shown,) = bot.edits(click["token"])
+    assert shown["embeds"][0]["title"] == "This result has expired"
+    assert "no longer kept (they are kept for 3 days)" in shown["embeds"][0]["description"]
 
 
 def guilds_env(**policy: Any) -> dict[str, str]:
@@ -122,9 +124,13 @@ async def test_a_quota_refusal_says_when_to_try_again(make_bot: BotFactory, song
         await bot.run(p.split_command(file=song_attachment(bot.fake, song)))
         second = p.split_command(file=song_attachment(bot.fake, song))
         bot.dispatch(second)
-        await bot.settle(calls=len(bot.fake.calls) + 2)
-    edit = bot.fake.find("PATCH", f"/webhooks/{APP_ID}/{second['token']}/messages/@original")[-1]
-    embed = edit.json["embeds"][0]
+        await bot.until(lambda: bot.fake.find("POST", f"/webhooks/{APP_ID}/{second['token']}"))
+    assert answers(bot, second) == [{"type": 5}], "public defer, as for any split"
+    assert bot.fake.find("DELETE", f"/{second['token']}/messages/@original")
+    (said,) = bot.fake.of_interaction(second["token"])[-1:]
+    assert said.private_to == p.USER_ID, "the refusal is private"
+    assert not bot.edits(second["token"]), "nothing public was shown"
+    embed = said.body["embeds"][0]
     assert embed["footer"]["text"] == ErrorCode.QUOTA_EXCEEDED.value
     assert "1 splits allowed per hour" in embed["description"]
     assert "You can try again <t:" in embed["description"]
@@ -132,21 +138,30 @@ async def test_a_quota_refusal_says_when_to_try_again(make_bot: BotFactory, song
 
 async def test_the_queue_command_is_for_server_managers(bot: Bot, song: Path) -> None:
     await bot.run(p.split_command(file=song_attachment(bot.fake, song)))
+    # another server's split: none of its figures show here
+    await bot.run(
+        p.split_command(
+            file=song_attachment(bot.fake, song),
+            user_id=p.OTHER_USER_ID,
+            guild_id=OTHER_GUILD_ID,
+            channel_id=OTHER_CHANNEL_ID,
+        )
+    )
     member = p.queue_command()
     bot.dispatch(member)
     manager = p.queue_command(permissions=p.MANAGE_GUILD)
     bot.dispatch(manager)
-    await bot.settle(calls=len(bot.fake.calls) + 2)
+    await bot.until(lambda: bot.edits(manager["token"]) and answers(bot, member))
     refused = answers(bot, member)[0]["data"]
     assert refused["flags"] == 64
     assert refused["embeds"][0]["title"] == "Splitting is not allowed here"
-    shown = answers(bot, manager)[0]["data"]
-    assert shown["flags"] == 64
-    embed = shown["embeds"][0]
+    assert answers(bot, manager) == [{"type": 5, "data": {"flags": 64}}]
+    embed = bot.edits(manager["token"])[0]["embeds"][0]
     assert embed["title"] == "stemhub queue"
     usage = next(f["value"] for f in embed["fields"] if f["name"] == "Usage")
     assert "1 splits in the last 24 hours" in usage
     assert f"<@{p.USER_ID}>: 1" in usage
+    assert str(p.OTHER_USER_ID) not in usage
 
 
 class BrokenBackendPlugin:

@@ -6,11 +6,11 @@ import asyncio
 from pathlib import Path
 
 from stemhub import JobStatus, Stage
-from stemhub.testing import FakeBackendControls
+from stemhub.testing import FakeBackendControls, patience
 from tests.discord import _payloads as p
-from tests.discord._fake_discord import APP_ID, CHANNEL_ID, USER_ID
-from tests.discord.conftest import Bot, BotFactory
+from tests.discord.conftest import PUBLIC_URL, Bot, BotFactory, LateSeparation
 from tests.discord.test_split import song_attachment
+from tests.fakes.discord import APP_ID, CHANNEL_ID, USER_ID, FakeDiscord
 
 
 def original_edits(bot: Bot, token: str) -> list[dict[str, object]]:
@@ -48,8 +48,7 @@ async def test_closed_dms_fall_back_to_a_private_answer_in_place(bot: Bot, song:
     payload = p.split_command(file=song_attachment(bot.fake, song), stems="BOTH", dm=True)
     job = await bot.run(payload)
 
-    refused = [c for c in bot.fake.find("POST", "/messages") if "/channels/" in c.path]
-    assert len(refused) == 1, "one DM attempt, refused with 50007"
+    assert len(bot.fake.refused(50007)) == 1, "one DM attempt, refused with 50007"
     result = original_edits(bot, payload["token"])[-1]
     embed = result["embeds"][0]  # type: ignore[index]
     assert embed["title"] == "Stems of song.wav"
@@ -59,13 +58,20 @@ async def test_closed_dms_fall_back_to_a_private_answer_in_place(bot: Bot, song:
     assert job.status is JobStatus.COMPLETED and "error" not in job.delivery
 
 
-async def test_after_15_minutes_the_bot_token_posts_in_the_channel(bot: Bot, song: Path) -> None:
-    payload = p.split_command(
-        file=song_attachment(bot.fake, song), stems="BOTH", created=p.minutes_ago(16)
-    )
-    job = await bot.run(payload)
+def late(fake: FakeDiscord) -> tuple[tuple[str, object], ...]:
+    return (("late", LateSeparation(fake.clock)),)
 
-    assert not original_edits(bot, payload["token"]), "no edit with a dead token"
+
+async def test_after_15_minutes_the_bot_token_posts_in_the_channel(
+    make_bot: BotFactory, fake_discord: FakeDiscord, song: Path
+) -> None:
+    async with make_bot(extra_plugins=late(fake_discord)) as bot:
+        payload = p.split_command(file=song_attachment(bot.fake, song), stems="BOTH")
+        job = await bot.run(payload)
+
+    results = [e for e in original_edits(bot, payload["token"]) if e.get("embeds")]
+    assert not results, "no edit with a dead token"
+    assert not bot.fake.refused(50027), "the bot knew the token was dead: it did not try"
     (post,) = bot.fake.find("POST", f"/channels/{CHANNEL_ID}/messages")
     assert post.headers["Authorization"] == "Bot fake-bot-token"
     assert post.json["content"].startswith(f"<@{USER_ID}>")
@@ -85,7 +91,7 @@ async def test_a_401_on_the_interaction_token_falls_back_to_the_channel(
         bot.dispatch(payload)
         job = await bot.job_for(payload)
         bot.fake.dead_tokens.add(payload["token"])
-        job = await bot.hub.wait_for(job.id, timeout=10)
+        job = await bot.hub.wait_for(job.id, timeout=patience(10))
 
     assert job.status is JobStatus.COMPLETED
     assert "error" not in job.delivery
@@ -94,19 +100,25 @@ async def test_a_401_on_the_interaction_token_falls_back_to_the_channel(
     assert post.json["embeds"][0]["title"] == "Stems of song.wav"
 
 
-async def test_a_channel_the_bot_may_not_post_in_falls_back_to_dm(bot: Bot, song: Path) -> None:
-    bot.fake.forbidden_channels.add(CHANNEL_ID)
-    payload = p.split_command(file=song_attachment(bot.fake, song), created=p.minutes_ago(20))
-    job = await bot.run(payload)
+async def test_a_channel_the_bot_may_not_post_in_falls_back_to_dm(
+    make_bot: BotFactory, fake_discord: FakeDiscord, song: Path
+) -> None:
+    fake_discord.forbidden_channels.add(CHANNEL_ID)
+    async with make_bot(extra_plugins=late(fake_discord)) as bot:
+        payload = p.split_command(file=song_attachment(bot.fake, song))
+        job = await bot.run(payload)
     assert job.delivery["sent"]["result"]["via"] == "dm"
     assert bot.fake.find("POST", "/users/@me/channels")
 
 
-async def test_nowhere_to_post_is_recorded_not_silently_dropped(bot: Bot, song: Path) -> None:
-    bot.fake.forbidden_channels.add(CHANNEL_ID)
-    bot.fake.closed_dms.add(USER_ID)
-    payload = p.split_command(file=song_attachment(bot.fake, song), created=p.minutes_ago(20))
-    job = await bot.run(payload)
+async def test_nowhere_to_post_is_recorded_not_silently_dropped(
+    make_bot: BotFactory, fake_discord: FakeDiscord, song: Path
+) -> None:
+    fake_discord.forbidden_channels.add(CHANNEL_ID)
+    fake_discord.closed_dms.add(USER_ID)
+    async with make_bot(extra_plugins=late(fake_discord), delivery_attempts=2) as bot:
+        payload = p.split_command(file=song_attachment(bot.fake, song))
+        job = await bot.run(payload, within_s=20)
     assert job.delivery["error"]["code"] == "DELIVERY_FAILED"
     assert job.stage is Stage.DONE
 
@@ -117,14 +129,15 @@ async def test_a_restart_in_the_middle_of_delivery_never_posts_twice(
     size = song.stat().st_size
     data_dir = tmp_path / "shared-data"
     release = asyncio.Event()
-    async with make_bot(data_dir=data_dir) as first:
+    two_per_message = {"request_limit_bytes": str(2 * size + 70_000)}
+    async with make_bot(data_dir=data_dir, env=two_per_message) as first:
         first.fake.hold_followups = release
         payload = p.split_command(
-            file=song_attachment(first.fake, song), stems="FOUR_STEMS", size_limit=2 * size + 10
+            file=song_attachment(first.fake, song), stems="FOUR_STEMS", size_limit=size + 10
         )
         first.dispatch(payload)
         job = await first.job_for(payload)
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(patience(10)):
             while True:
                 stored = await first.hub.store.get_job(job.id)
                 if stored is not None and "result" in stored.delivery.get("sent", {}):
@@ -133,14 +146,14 @@ async def test_a_restart_in_the_middle_of_delivery_never_posts_twice(
     # the first hub stopped while its follow-up hung; a new one picks the job up
     first.fake.hold_followups = None
     release.set()
-    async with make_bot(data_dir=data_dir) as second:
-        job = await second.hub.wait_for(job.id, timeout=10)
+    async with make_bot(data_dir=data_dir, env=two_per_message) as second:
+        job = await second.hub.wait_for(job.id, timeout=patience(10))
     results = [e for e in original_edits(second, payload["token"]) if e.get("embeds")]
     assert len(results) == 1, "the result was posted once"
     followups = second.fake.find("POST", f"/webhooks/{APP_ID}/{payload['token']}")
     assert len(followups) == 1
     assert len(followups[0].files) == 2
-    assert set(job.delivery["sent"]) == {"result", "files:1"}
+    assert set(job.delivery["sent"]) == {"result", "files:bass,other"}
 
 
 async def test_the_interaction_token_is_stored_only_sealed(bot: Bot, song: Path) -> None:
@@ -150,3 +163,20 @@ async def test_the_interaction_token_is_stored_only_sealed(bot: Bot, song: Path)
         raw = (await conn.exec_driver_sql("SELECT data FROM jobs")).scalar_one()
     assert payload["token"] not in raw
     assert job.origin.context["token"].startswith("sealed:")
+
+
+async def test_the_result_links_the_result_page_and_shows_the_waveforms(
+    make_bot: BotFactory, song: Path
+) -> None:
+    async with make_bot(result_page=True) as bot:
+        payload = p.split_command(file=song_attachment(bot.fake, song), stems="BOTH", dm=True)
+        job = await bot.run(payload)
+    (dm,) = [c for c in bot.fake.find("POST", "/messages") if "/channels/" in c.path]
+    embed = dm.json["embeds"][0]
+    names = sorted(name for name, _data in dm.files.values())
+    assert len(names) == 3 and names[-1] == "waveforms.png", names
+    png = next(data for name, data in dm.files.values() if name == "waveforms.png")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert embed["image"]["url"] == "attachment://waveforms.png"
+    assert embed["url"].startswith(f"{PUBLIC_URL}/results/{job.id}?")
+    assert "Listen, solo and mix" in str(embed["fields"])

@@ -21,8 +21,8 @@ from stemhub import (
 )
 from stemhub.testing import FakeBackendControls
 from tests.discord import _payloads as p
-from tests.discord._fake_discord import APP_ID, CHANNEL_ID, USER_ID, FakeDiscord
 from tests.discord.conftest import PUBLIC_URL, Bot, BotFactory
+from tests.fakes.discord import APP_ID, CHANNEL_ID, USER_ID, FakeDiscord
 
 
 def song_attachment(fake: FakeDiscord, song: Path, **kw: object) -> dict[str, object]:
@@ -113,17 +113,18 @@ async def test_stems_are_spread_over_messages_that_each_fit(
     make_bot: BotFactory, song: Path
 ) -> None:
     size = song.stat().st_size
-    async with make_bot() as bot:
+    async with make_bot(env={"request_limit_bytes": str(2 * size + 70_000)}) as bot:
+        bot.fake.request_cap = 2 * size + 70_000
         payload = p.split_command(
-            file=song_attachment(bot.fake, song), stems="FOUR_STEMS", size_limit=2 * size + 10
+            file=song_attachment(bot.fake, song), stems="FOUR_STEMS", size_limit=size + 10
         )
         job = await bot.run(payload)
     result = final_edit(bot.fake, payload["token"])
     assert len(result["attachments"]) == 2
     (more,) = bot.fake.find("POST", f"/webhooks/{APP_ID}/{payload['token']}")
     assert len(more.files) == 2
-    assert more.json["content"] == "More stems (2/2)"
-    assert set(job.delivery["sent"]) == {"result", "files:1"}
+    assert more.json["content"] == "More stems (2/2): bass, other"
+    assert set(job.delivery["sent"]) == {"result", "files:bass,other"}
 
 
 async def test_a_file_over_the_limit_is_refused_before_anything_is_downloaded(

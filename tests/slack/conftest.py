@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -21,27 +21,23 @@ import pytest
 import pytest_asyncio
 import stemhub_slack.plugin
 from stemhub_slack.frontend import SlackFrontend
-from stemhub_slack.testing import (
-    TEST_BOT_TOKEN,
-    FileHost,
-    MockSlack,
-    signed,
-    slash_command,
-)
 
 from stemhub.config import Settings
 from stemhub.http import HubServer
 from stemhub.hub import Hub
 from stemhub.models import Job
-from stemhub.testing import FakeBackendControls, make_settings, open_test_hub
+from stemhub.testing import FakeBackendControls, free_port, make_settings, open_test_hub
+from tests.fakes.slack import (
+    TEST_BOT_TOKEN,
+    FileHost,
+    MockSlack,
+    signed,
+    slack_file,
+    slash_command,
+)
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+TIME_SCALE = 10.0
 
 
 @dataclass
@@ -92,10 +88,11 @@ class SlackWorld:
     ) -> httpx.Response:
         """POST a body to /slack/events, signed as Slack signs it (unless headers are given)."""
         sent = headers if headers is not None else signed(body, SIGNING_SECRET)
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=30) as client:
             return await client.post(f"{url or self.url}/slack/events", content=body, headers=sent)
 
     async def command(self, text: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("trigger_id", self.api.trigger_id())
         body = slash_command(text, response_url=self.api.response_url("cmd"), **kwargs)
         return await self.post(body)
 
@@ -117,52 +114,128 @@ class SlackWorld:
         job = await self.only_job(target)
         return await target.wait_for(job.id, timeout=15)
 
+    def shared_in_dm(self, file_id: str, *, reply_to: str | None = None) -> dict[str, Any]:
+        """Alice sends the app a file in their DM (as a reply in the thread ``reply_to``):
+        the ``file_shared`` event Slack sends, which names only the file (the app looks it
+        up with files.info, whose ``shares`` say where it was posted)."""
+        message = self.api.user_message(
+            "D0ALICE",
+            user="U0ALICE",
+            ts=None if reply_to else "1700000000.000200",
+            thread_ts=reply_to,
+        )
+        share: dict[str, str] = {"ts": message.ts}
+        if reply_to:
+            share["thread_ts"] = reply_to
+        url = self.files.file_url(file_id, "a.wav")
+        self.api.files[file_id] = {
+            **slack_file(file_id, "a.wav", url),
+            "ims": ["D0ALICE"],
+            "shares": {"private": {"D0ALICE": [share]}},
+        }
+        return {
+            "type": "file_shared",
+            "channel_id": "D0ALICE",
+            "file_id": file_id,
+            "user_id": "U0ALICE",
+            "file": {"id": file_id},
+            "event_ts": message.ts,
+        }
+
+    async def install(self, client: httpx.AsyncClient, team: str) -> httpx.Response:
+        """Install the app in ``team`` the way a browser does: /slack/install, approve,
+        /slack/oauth_redirect with Slack's code and the state cookie."""
+        page = await client.get(f"{self.url}/slack/install")
+        assert page.status_code == 200, page.text
+        state = re.search(r"state=([A-Za-z0-9_\-]+)", page.text)
+        assert state is not None, page.text
+        code = self.api.oauth_code(team)
+        # the state cookie is Secure: a browser sends it back over the https of a deployment
+        cookie = page.headers["set-cookie"].split(";")[0]
+        return await client.get(
+            f"{self.url}/slack/oauth_redirect",
+            params={"code": code, "state": state.group(1)},
+            headers={"Cookie": cookie},
+        )
+
+    async def split_from(self, hub: Hub, team: str, user: str) -> Job:
+        """``/split <link> vocals`` by ``user`` of ``team``; the job once it was delivered.
+
+        Its response_url is ``f"{team}-{user}"``."""
+        body = slash_command(
+            self.elsewhere.url + "/cdn/demo.wav vocals",
+            response_url=self.api.response_url(f"{team}-{user}"),
+            trigger_id=self.api.trigger_id(),
+            user=user,
+        ).replace("T0STEMHUB", team)
+        assert (await self.post(body)).status_code == 200
+        for _ in range(1000):
+            jobs = await hub.list_jobs(user_id=user)
+            if jobs:
+                return await hub.wait_for(jobs[0].id, timeout=15)
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no job from {team}")
+
+
+async def build_world(
+    stack: AsyncExitStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audio: bytes
+) -> SlackWorld:
+    """The simulator, two file hosts and the settings of a Slack world (no hub yet).
+
+    Time runs ten times faster than Slack's for rate limits (the simulator's windows and
+    the plugin's pace both), so a test waits 0.1 s where Slack would make it wait 1 s.
+    """
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("STEMHUB_CONFIG", str(tmp_path / "absent.toml"))
+    api = await stack.enter_async_context(MockSlack(rate_scale=TIME_SCALE).running())
+    elsewhere = await stack.enter_async_context(
+        FileHost(token=TEST_BOT_TOKEN, audio=audio).running()
+    )
+    files = await stack.enter_async_context(
+        FileHost(token=TEST_BOT_TOKEN, audio=audio, elsewhere=elsewhere.url).running()
+    )
+    port = free_port()
+    settings = make_settings(
+        tmp_path / "data",
+        default_backend="fake",
+        allow_private_networks=True,
+        http_port=port,
+        public_url=f"http://127.0.0.1:{port}",
+    )
+    world = SlackWorld(
+        api=api,
+        files=files,
+        elsewhere=elsewhere,
+        controls=FakeBackendControls(),
+        settings=settings,
+        audio=audio,
+        monkeypatch=monkeypatch,
+        stack=stack,
+    )
+    world.configure(
+        bot_token=TEST_BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        mode="http",
+        api_url=api.api_url,
+        file_hosts=[files.host],
+        progress_interval_s="0",
+        channel_interval_s=str(1.0 / TIME_SCALE),
+    )
+    return world
+
 
 @pytest_asyncio.fixture
 async def slack_world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stemhub_audio_file: Path
 ) -> AsyncIterator[SlackWorld]:
-    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STEMHUB_CONFIG", str(tmp_path / "absent.toml"))
-    audio = stemhub_audio_file.read_bytes()
     async with AsyncExitStack() as stack:
-        api = await stack.enter_async_context(MockSlack().running())
-        elsewhere = await stack.enter_async_context(
-            FileHost(token=TEST_BOT_TOKEN, audio=audio).running()
-        )
-        files = await stack.enter_async_context(
-            FileHost(token=TEST_BOT_TOKEN, audio=audio, elsewhere=elsewhere.url).running()
-        )
-        port = free_port()
-        settings = make_settings(
-            tmp_path / "data",
-            default_backend="fake",
-            allow_private_networks=True,
-            http_port=port,
-            public_url=f"http://127.0.0.1:{port}",
-        )
-        world = SlackWorld(
-            api=api,
-            files=files,
-            elsewhere=elsewhere,
-            controls=FakeBackendControls(),
-            settings=settings,
-            audio=audio,
-            monkeypatch=monkeypatch,
-            stack=stack,
-        )
-        world.configure(
-            bot_token=TEST_BOT_TOKEN,
-            signing_secret=SIGNING_SECRET,
-            mode="http",
-            api_url=api.api_url,
-            file_hosts=[files.host],
-            progress_interval_s="0",
-        )
+        world = await build_world(stack, tmp_path, monkeypatch, stemhub_audio_file.read_bytes())
         try:
             yield world
         finally:
             for hub in list(world.hubs):
                 await hub.close()
+        # every reply went in a thread people can open (a thread_ts that is no parent is lost)
+        assert [(m.channel, m.thread_ts) for m in world.api.misthreaded] == []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from stemhub_slack.messages import ANOTHER_SET_ACTION, FRESH_LINKS_ACTION, MODAL_CALLBACK_ID
-from stemhub_slack.testing import TEST_BOT_TOKEN, view_submission
 
 from stemhub.models import JobStatus, StemSet
+from tests.fakes.slack import TEST_BOT_TOKEN, view_submission
 from tests.slack.conftest import SlackWorld
 
 
@@ -28,13 +28,13 @@ async def test_split_uploads_stems_into_the_thread_of_the_status_message(
     assert "thread_ts" not in status_post.args or not status_post.args["thread_ts"]
     assert "demo.wav" in status_post.args["text"]
     status_ts = job.delivery["status"]["ts"]
-    # files_upload_v2: one upload URL and one completion per stem, in the status thread
+    # one upload URL per stem, then ONE completion: all stems in one message of the thread
     assert len(api.calls_to("files.getUploadURLExternal")) == 4
-    completes = api.calls_to("files.completeUploadExternal")
-    assert len(completes) == 4
-    for call in completes:
-        assert call.args["channel_id"] == "C0MUSIC"
-        assert call.args["thread_ts"] == status_ts
+    [complete] = api.calls_to("files.completeUploadExternal")
+    assert complete.args["channel_id"] == "C0MUSIC"
+    assert complete.args["thread_ts"] == status_ts
+    [files_message] = [m for m in api.thread("C0MUSIC", status_ts) if m.files]
+    assert len(files_message.files) == 4
     names = sorted(call.args["filename"] for call in api.calls_to("files.getUploadURLExternal"))
     assert names == [f"demo - {stem}.mp3" for stem in ("bass", "drums", "other", "vocals")]
     assert all(body == slack_world.audio for body in api.uploads.values())
@@ -101,7 +101,7 @@ async def test_split_without_arguments_opens_the_modal_and_its_submission_splits
     view = opened.args["view"]
     song = slack_world.elsewhere.url + "/cdn/x.wav"
     assert view["callback_id"] == MODAL_CALLBACK_ID
-    assert opened.args["trigger_id"] == "1337.42.abcdef"
+    assert opened.error is None
     values = {
         "link": {"url": {"type": "url_text_input", "value": song}},
         "stems": {

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import httpx
-from stemhub_slack.messages import ANOTHER_SET_ACTION, FRESH_LINKS_ACTION, MODAL_CALLBACK_ID
-from stemhub_slack.testing import block_action, view_submission
+from stemhub_slack.messages import (
+    ANOTHER_SET_ACTION,
+    FRESH_LINKS_ACTION,
+    MODAL_CALLBACK_ID,
+    RESULT_PAGE_ACTION,
+)
 
 from stemhub.config import QuotaSettings
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.models import JobStatus
+from tests.fakes.slack import block_action, view_submission
 from tests.slack.conftest import SlackWorld
 
 
@@ -31,7 +36,17 @@ async def test_without_uploads_the_thread_gets_working_links(slack_world: SlackW
     assert [r.status_code for r in fetched] == [200, 200]
     assert fetched[0].content == slack_world.audio
     actions = [e["action_id"] for b in summary.args["blocks"] for e in b.get("elements", [])]
-    assert actions == [FRESH_LINKS_ACTION, ANOTHER_SET_ACTION]
+    assert actions == [RESULT_PAGE_ACTION, FRESH_LINKS_ACTION, ANOTHER_SET_ACTION]
+    # the result page and the waveform picture open from the summary
+    (page_button,) = [
+        e for b in summary.args["blocks"] for e in b.get("elements", []) if "url" in e
+    ]
+    (picture,) = [b for b in summary.args["blocks"] if b["type"] == "image"]
+    async with httpx.AsyncClient() as client:
+        page = await client.get(page_button["url"])
+        image = await client.get(picture["image_url"])
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
 
 async def test_fresh_links_button_answers_ephemerally(slack_world: SlackWorld) -> None:
@@ -65,6 +80,7 @@ async def test_another_stem_set_opens_a_modal_that_splits_the_same_song(
         value=first.id,
         response_url=slack_world.api.response_url("btn"),
         thread_ts=thread,
+        trigger_id=slack_world.api.trigger_id(),
     )
 
     await slack_world.post(click)
@@ -79,7 +95,7 @@ async def test_another_stem_set_opens_a_modal_that_splits_the_same_song(
             values=values,
         )
     )
-    await slack_world.api.wait_for("files.completeUploadExternal", 5)
+    await slack_world.api.wait_for("files.completeUploadExternal", 2)
     jobs = await slack_world.hubs[0].store.list_jobs()
     second = next(j for j in jobs if j.id != first.id)
     second = await slack_world.hubs[0].wait_for(second.id, timeout=15)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from stemhub_slack.testing import (
+from stemhub.models import JobStatus
+from tests.fakes.slack import (
     BOT_USER_ID,
     TEST_BOT_TOKEN,
     dm_file_message,
@@ -13,8 +14,6 @@ from stemhub_slack.testing import (
     signed,
     slack_file,
 )
-
-from stemhub.models import JobStatus
 from tests.slack.conftest import SIGNING_SECRET, SlackWorld
 
 BEARER = f"Bearer {TEST_BOT_TOKEN}"
@@ -29,6 +28,7 @@ async def test_shortcut_downloads_the_file_with_the_bot_token_and_replies_in_its
     slack_world: SlackWorld,
 ) -> None:
     await slack_world.open_hub()
+    slack_world.api.user_message("C0MUSIC", ts="1699999999.000100")  # the message
     url = slack_world.files.file_url("F0SONG", "demo.wav")
     body = message_shortcut(
         files=[slack_file("F0SONG", "demo.wav", url)],
@@ -57,6 +57,7 @@ async def test_bearer_token_is_not_sent_across_a_redirect_to_another_host(
     slack_world: SlackWorld,
 ) -> None:
     await slack_world.open_hub()
+    slack_world.api.user_message("C0MUSIC", ts="1699999999.000100")  # the message
     url = slack_world.files.file_url("F0MOVED", "demo.wav", moved=True)
     body = message_shortcut(
         files=[slack_file("F0MOVED", "demo.wav", url)],
@@ -85,6 +86,7 @@ async def test_sign_in_page_instead_of_audio_asks_for_files_read(slack_world: Sl
     slack_world.configure(bot_token="xoxb-token-without-files-read")
     slack_world.api.token = "xoxb-token-without-files-read"
     await slack_world.open_hub()
+    slack_world.api.user_message("C0MUSIC", ts="1699999999.000100")  # the message
     url = slack_world.files.file_url("F0SONG", "demo.wav")
     body = message_shortcut(
         files=[slack_file("F0SONG", "demo.wav", url)],
@@ -118,6 +120,7 @@ async def test_shortcut_on_a_message_without_audio_says_so(slack_world: SlackWor
 async def test_audio_sent_in_a_dm_is_split_in_its_thread(slack_world: SlackWorld) -> None:
     await slack_world.open_hub()
     url = slack_world.files.file_url("F0DM", "voice memo.wav")
+    slack_world.api.user_message("D0ALICE", user="U0ALICE", ts="1700000000.000200")
     event = dm_file_message([slack_file("F0DM", "voice memo.wav", url)], ts="1700000000.000200")
 
     response = await slack_world.post(event_callback(event, event_id="Ev0DM1"))
@@ -132,27 +135,10 @@ async def test_audio_sent_in_a_dm_is_split_in_its_thread(slack_world: SlackWorld
     assert {c.args["thread_ts"] for c in completes} == {"1700000000.000200"}
 
 
-def _shared_in_dm(world: SlackWorld, file_id: str) -> dict[str, object]:
-    """A ``file_shared`` event for a file in Alice's DM (the app looks it up with files.info)."""
-    url = world.files.file_url(file_id, "a.wav")
-    world.api.files[file_id] = {
-        **slack_file(file_id, "a.wav", url),
-        "shares": {"private": {"D0ALICE": [{"ts": "1700000000.000200"}]}},
-    }
-    return {
-        "type": "file_shared",
-        "channel_id": "D0ALICE",
-        "file_id": file_id,
-        "user_id": "U0ALICE",
-        "file": {"id": file_id},
-        "event_ts": "1700000000.000300",
-    }
-
-
 async def test_a_retried_event_is_processed_once(slack_world: SlackWorld) -> None:
     slack_world.controls.delay_s = 0.3
     await slack_world.open_hub()
-    body = event_callback(_shared_in_dm(slack_world, "F0RETRY"), event_id="Ev0RETRY")
+    body = event_callback(slack_world.shared_in_dm("F0RETRY"), event_id="Ev0RETRY")
 
     first = await slack_world.post(body)
     retry_headers = {**signed(body, SIGNING_SECRET), "X-Slack-Retry-Num": "1"}
@@ -171,7 +157,7 @@ async def test_two_hub_instances_handle_one_event_once(slack_world: SlackWorld) 
     first_hub = await slack_world.open_hub()
     first_url = slack_world.url
     second_hub = await slack_world.open_hub(http_port=0)
-    body = event_callback(_shared_in_dm(slack_world, "F0TWICE"), event_id="Ev0TWICE")
+    body = event_callback(slack_world.shared_in_dm("F0TWICE"), event_id="Ev0TWICE")
 
     answers = await asyncio.gather(
         slack_world.post(body, url=first_url), slack_world.post(body, url=slack_world.url)
@@ -182,14 +168,14 @@ async def test_two_hub_instances_handle_one_event_once(slack_world: SlackWorld) 
     assert [a.status_code for a in answers] == [200, 200]
     assert len(slack_world.api.calls_to("files.info")) == 1
     assert len(await first_hub.store.list_jobs()) == 1
-    assert len(slack_world.api.calls_to("files.completeUploadExternal")) == 4
+    assert len(slack_world.api.calls_to("files.completeUploadExternal")) == 1
 
 
 async def test_file_shared_and_message_events_of_one_file_make_one_job(
     slack_world: SlackWorld,
 ) -> None:
     await slack_world.open_hub()
-    shared = _shared_in_dm(slack_world, "F0BOTH")
+    shared = slack_world.shared_in_dm("F0BOTH")
     file = slack_file("F0BOTH", "a.wav", slack_world.files.file_url("F0BOTH", "a.wav"))
 
     await slack_world.post(event_callback(dm_file_message([file]), event_id="Ev0MSG"))
@@ -232,7 +218,7 @@ async def test_a_file_over_the_size_limit_is_refused_before_download(
     await slack_world.api.wait_for_responses(1)
 
     text = slack_world.api.responses[0][1]["text"]
-    assert "80.0 MB" in text and "MP3" in text
+    assert "76.3 MiB" in text and "MP3" in text
     assert slack_world.files.requests == []
     assert await slack_world.hubs[0].store.list_jobs() == []
 

@@ -6,10 +6,17 @@ import json
 from importlib.metadata import entry_points
 
 import pytest
-import stemhub_slack.plugin
 import typer
+from stemhub_slack.cli import app as slack_cli
 from stemhub_slack.settings import SlackSettings
 from typer.testing import CliRunner
+
+
+def _stemhub_cli() -> typer.Typer:
+    """The plugin's command group under a ``stemhub``-like parent, as the CLI mounts it."""
+    cli = typer.Typer()
+    cli.add_typer(slack_cli, name="slack")
+    return cli
 
 
 def _manifest(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> dict[str, object]:
@@ -17,9 +24,7 @@ def _manifest(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> dict[s
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    cli = typer.Typer()
-    stemhub_slack.plugin.stemhub_register_commands(cli=cli)
-    result = CliRunner().invoke(cli, ["slack", "manifest", *args])
+    result = CliRunner().invoke(_stemhub_cli(), ["slack", "manifest", *args])
     assert result.exit_code == 0, result.output
     start = result.stdout.index("{")
     loaded: dict[str, object] = json.loads(result.stdout[start : result.stdout.rindex("}") + 1])
@@ -34,7 +39,7 @@ def test_socket_mode_manifest_has_no_request_urls(monkeypatch: pytest.MonkeyPatc
 
     assert settings["socket_mode_enabled"] is True
     assert "request_url" not in settings["event_subscriptions"]
-    assert settings["event_subscriptions"]["bot_events"] == ["message.im"]
+    assert settings["event_subscriptions"]["bot_events"] == ["file_shared", "message.im"]
     assert settings["interactivity"] == {"is_enabled": True}
     assert features["slash_commands"][0]["command"] == "/split"
     assert "url" not in features["slash_commands"][0]
@@ -83,6 +88,42 @@ def test_http_mode_manifest_points_every_url_at_one_endpoint(
     assert features["slash_commands"][0]["url"] == url
     assert "files:write" not in scopes  # links instead of uploads
     assert "usergroups:read" in scopes
+
+
+def test_token_rotation_is_turned_on_for_the_oauth_install_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = _manifest(monkeypatch, "--mode", "http", "--public-url", "https://stems.example.org")
+    http = _manifest(
+        monkeypatch,
+        "--mode",
+        "http",
+        "--public-url",
+        "https://stems.example.org",
+        STEMHUB_SLACK_TOKEN_ROTATION="true",
+    )
+    socket = _manifest(monkeypatch, "--mode", "socket")
+
+    assert http["settings"]["token_rotation_enabled"] is True  # type: ignore[index]
+    assert socket["settings"]["token_rotation_enabled"] is False  # type: ignore[index]
+    assert default["settings"]["token_rotation_enabled"] is False  # type: ignore[index]
+
+
+def test_http_mode_manifest_without_a_public_url_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "SLACK_BOT_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "STEMHUB_PUBLIC_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STEMHUB_CONFIG", "/nonexistent/stemhub.toml")
+
+    result = CliRunner().invoke(_stemhub_cli(), ["slack", "manifest", "--mode", "http"])
+
+    assert result.exit_code == 3
+    assert "--public-url" in result.stderr
+    assert "example.com" not in result.stdout
 
 
 def test_the_plugin_is_registered_under_the_stemhub_entry_point() -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from stemhub_slack.testing import signed, slash_command
-
 from stemhub.models import JobStatus
+from tests.fakes.slack import signed, slash_command
 from tests.slack.conftest import SIGNING_SECRET, SlackWorld
 
 

@@ -8,14 +8,17 @@ built. See ``docs/engine.md`` for how the engine works and what quality to expec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stemhub.hookspecs import BackendFactory, hookimpl
+from stemhub.plugin.spec import RegisterBackend, hookimpl
 
 if TYPE_CHECKING:
     from stemhub.backends.local.backend import LocalBackend
     from stemhub.hub import Hub
+
+WEIGHTS_FILE = Path(__file__).with_name("weights.npz")
+"""The engine's model (:mod:`.model`), here so that describing the backend loads no numpy."""
 
 
 def _local_backend(hub: Hub) -> LocalBackend:
@@ -24,9 +27,13 @@ def _local_backend(hub: Hub) -> LocalBackend:
     return LocalBackend(hub)
 
 
+def _always(_hub: Hub) -> str:
+    return "the built-in engine needs no key, GPU or download"
+
+
 @hookimpl
-def stemhub_register_backends(register: Callable[[str, BackendFactory], None]) -> None:
-    register("local", _local_backend)
+def stemhub_register_backends(register: RegisterBackend) -> None:
+    register("local", _local_backend, priority=10, ready=_always)
 
 
 def __getattr__(name: str) -> object:
@@ -37,4 +44,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LocalBackend", "stemhub_register_backends"]
+__all__ = ["WEIGHTS_FILE", "LocalBackend", "stemhub_register_backends"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import multiprocessing
 import os
@@ -31,12 +32,12 @@ from stemhub.backends.base import (
     SeparationTask,
     StemFile,
 )
-from stemhub.backends.local import worker
-from stemhub.backends.local.model import WEIGHTS_FILE
+from stemhub.backends.local import WEIGHTS_FILE
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.models import BackendCapabilities, OutputFormat, Quality, StemSet
 
 if TYPE_CHECKING:
+    from stemhub.backends.local import worker
     from stemhub.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ POLL_S = 0.25
 CANCEL_GRACE_S = 2.0
 """How long :meth:`LocalBackend.cancel` waits for the worker to acknowledge."""
 
+WORKER = "stemhub.backends.local.worker"
+"""The engine's side of the pool, imported with the first separation: a hub that only
+describes the backend or sends its jobs elsewhere (``stemhub doctor``) never loads it."""
+
 SUPPORTED = frozenset({StemSet.VOCALS, StemSet.INSTRUMENTAL, StemSet.BOTH, StemSet.FOUR_STEMS})
 
 
@@ -52,7 +57,8 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     """forkserver (fast forks of a clean, preloaded server) where available, else spawn."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["stemhub.backends.local.worker"])
+        # the watch first: a forkserver whose hub died exits (parent_watch)
+        context.set_forkserver_preload(["stemhub.backends._forkserver_watch", WORKER])
         return context
     return multiprocessing.get_context("spawn")
 
@@ -77,6 +83,9 @@ class LocalBackend(Backend):
 
     def __init__(self, hub: Hub) -> None:
         settings = hub.settings
+        self.capabilities = self.capabilities.model_copy(
+            update={"concurrency": settings.separate_concurrency}
+        )
         self.workers = settings.separate_concurrency
         self.threads = max(1, min(4, os.cpu_count() or 1))
         self.control_dir = settings.work_dir / "local-engine"
@@ -84,6 +93,8 @@ class LocalBackend(Backend):
         self._running: dict[str, _Running] = {}
 
     def _executor(self) -> ProcessPoolExecutor:
+        from stemhub.backends.local import worker
+
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
@@ -104,6 +115,9 @@ class LocalBackend(Backend):
                 ErrorCode.UNSUPPORTED_SOURCE,
                 "The local engine needs the audio file itself; send the file, not a link.",
             )
+        # the engine (numpy, scipy: a second of CPU) loads with the first separation, off
+        # the event loop, so a cancel or Ctrl-C meanwhile is heard before anything starts
+        worker = await asyncio.to_thread(importlib.import_module, WORKER)
         engine_id = f"local-{uuid.uuid4().hex}"
         control = worker.Control(self.control_dir / f"{engine_id}.ctl", create=True)
         task.out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,6 +136,8 @@ class LocalBackend(Backend):
         return engine_id
 
     def _submit(self, order: worker.WorkOrder) -> Future[worker.WorkReport]:
+        from stemhub.backends.local import worker
+
         try:
             return self._executor().submit(worker.run, order)
         except BrokenProcessPool:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from stemhub.backends.local import WEIGHTS_FILE
 from stemhub.backends.local.features import CONTEXT_COUNT, FEATURE_COUNT
 
 Array = NDArray[np.float32]
-WEIGHTS_FILE = Path(__file__).with_name("weights.npz")
 SOURCES: tuple[str, ...] = ("vocals", "drums", "bass", "other")
 
 

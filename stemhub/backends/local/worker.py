@@ -21,8 +21,10 @@ from pathlib import Path
 from types import TracebackType
 
 from stemhub import media
+from stemhub.artwork import read_cover
 from stemhub.backends.local.analysis import Analyzer
 from stemhub.backends.local.engine import Engine, StemPlan
+from stemhub.backends.parent_watch import die_with_parent
 from stemhub.errors import ErrorCode, StemhubError
 from stemhub.models import OutputFormat
 
@@ -137,7 +139,8 @@ def limit_blas_threads() -> bool:
 
 
 def warm_up() -> None:
-    """Pool initializer: one BLAS thread, and the model loaded before the first job."""
+    """Pool initializer: die with the forkserver, one BLAS thread, the model loaded."""
+    die_with_parent(kernel_signal=True)
     limit_blas_threads()
     _get_engine(max(1, min(4, os.cpu_count() or 1)))
 
@@ -174,6 +177,11 @@ def _separate(order: WorkOrder, control: Control) -> WorkReport:
     channels = int(info.channels or 0)
     if sample_rate <= 0 or channels <= 0:
         raise StemhubError(ErrorCode.CORRUPT_AUDIO, "The audio file has no readable sound.")
+    if order.output_format is OutputFormat.MP3:
+        sample_rate = media.mp3_rate_for(sample_rate)  # a 96 kHz master gives 48 kHz MP3s
+    bit_depth = media.bit_depth_of(order.input_path)
+    tags = media.read_tags(order.input_path)
+    cover = read_cover(order.input_path)
     total = max(1.0, (info.duration_s or 0.0) * sample_rate)
     plan = StemPlan.for_stems(order.stems)
     engine = _get_engine(order.threads)
@@ -187,7 +195,8 @@ def _separate(order: WorkOrder, control: Control) -> WorkReport:
         control.progress = max(control.progress, min(0.99, done / total))
 
     def blocks() -> Iterator[media.AudioArray]:
-        for block in media.decode_blocks(order.input_path, round(BLOCK_SECONDS * sample_rate)):
+        block_frames = round(BLOCK_SECONDS * sample_rate)
+        for block in media.decode_blocks(order.input_path, block_frames, sample_rate=sample_rate):
             if control.cancelled:
                 raise Cancelled
             if analyzer is not None:
@@ -198,7 +207,13 @@ def _separate(order: WorkOrder, control: Control) -> WorkReport:
     order.out_dir.mkdir(parents=True, exist_ok=True)
     writers = {
         stem: media.AudioWriter(
-            order.out_dir / f"{stem}.{extension}", sample_rate, channels, order.output_format
+            order.out_dir / f"{stem}.{extension}",
+            sample_rate,
+            channels,
+            order.output_format,
+            bit_depth=bit_depth,
+            tags=media.tags_for_stem(tags, stem),
+            cover=cover,
         )
         for stem in order.stems
     }

@@ -9,6 +9,7 @@ the hub, which downloads the attachment at once (Discord CDN links expire).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,7 +17,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import discord
 
@@ -27,38 +29,34 @@ from stemhub import (
     JobStatus,
     Origin,
     OutputFormat,
+    PluginHub,
     RequestRejected,
     Source,
     SourceKind,
     StemhubError,
     StemSet,
+    utcnow,
 )
-from stemhub.models import utcnow
 from stemhub_discord.access import check_access
 from stemhub_discord.delivery import DEFAULT_ATTACHMENT_LIMIT
-from stemhub_discord.render import (
-    error_reply,
-    parse_stems,
-    result_embed,
-    result_view,
-)
+from stemhub_discord.render import error_reply, pick_reply, result_embed, result_view
 from stemhub_discord.replies import InteractionExpired, Reply, Responder
-from stemhub_discord.settings import DiscordSettings
+from stemhub_discord.settings import PLATFORM, DiscordSettings
 from stemhub_discord.sources import (
     AttachmentInfo,
+    looks_like_audio,
     source_from_attachment,
     source_from_link,
     source_from_message,
 )
+from stemhub_discord.stems import again_choices, check_stems, parse_stems
 from stemhub_discord.texts import human_duration
-
-if TYPE_CHECKING:
-    from stemhub.hub import Hub
 
 log = logging.getLogger(__name__)
 
 TOKEN_PURPOSE = "discord-interaction-token"  # noqa: S105 - a label, not a secret
 
+PICK_TTL_S = 15 * 60
 OnSubmitted = Callable[[Job, Responder], Awaitable[None]]
 
 
@@ -84,22 +82,29 @@ def new_reference() -> str:
 
 
 class CommandHandlers:
-    def __init__(self, hub: Hub, settings: DiscordSettings, on_submitted: OnSubmitted) -> None:
+    def __init__(
+        self,
+        hub: PluginHub,
+        settings: DiscordSettings,
+        on_submitted: OnSubmitted,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.hub = hub
         self.settings = settings
         self.on_submitted = on_submitted
+        self.clock = clock
 
     def upload_limit(self) -> int:
         """The largest file the backend in use and the hub accept, in bytes."""
         probe = JobRequest(source=Source(kind=SourceKind.URL, url="https://discord.invalid/"))
         name, _why = self.hub.choose_backend(probe)
-        caps = self.hub.backend(name).capabilities
+        caps = self.hub.capabilities(name)
         return min(x for x in (caps.max_bytes, self.hub.settings.max_upload_bytes) if x)
 
     def origin_for(self, invoker: Invoker, *, dm: bool) -> Origin:
         context: dict[str, Any] = {
             "interaction": invoker.record,
-            "token": self.hub.sealer.seal(invoker.token, purpose=TOKEN_PURPOSE),
+            "token": self.hub.seal(invoker.token, purpose=TOKEN_PURPOSE),
             "token_expires_at": invoker.expires_at,
             "dm": dm,
             "ephemeral": dm,
@@ -119,7 +124,8 @@ class CommandHandlers:
         )
 
     async def refuse(self, responder: Responder, error: StemhubError) -> None:
-        await responder.respond(
+        """A private no, before or after a defer."""
+        await responder.refuse(
             error_reply(error.code, error.message, retry_after=error.retry_after, ephemeral=True)
         )
 
@@ -149,6 +155,7 @@ class CommandHandlers:
                 raise RequestRejected(
                     ErrorCode.INVALID_REQUEST, "Attach an audio file or give a link to one."
                 )
+            wanted = parse_stems(stems) if stems else self.settings.default_stems
         except StemhubError as error:
             await self.refuse(responder, error)
             return None
@@ -156,7 +163,7 @@ class CommandHandlers:
             responder,
             invoker,
             source=source,
-            stems=parse_stems(stems) if stems else self.settings.default_stems,
+            stems=wanted,
             output_format=OutputFormat(output_format) if output_format else None,
             dm=dm,
         )
@@ -169,6 +176,15 @@ class CommandHandlers:
         attachments: Iterable[AttachmentInfo],
         content: str,
     ) -> Job | None:
+        audio = [a for a in attachments if looks_like_audio(a.filename, a.content_type)]
+        if len(audio) > 1:
+            # several songs in one message: the person picks; the files wait in the store
+            key = uuid.uuid4().hex[:16]
+            await self.hub.kv(PLATFORM).put(
+                f"pick:{key}", [dataclasses.asdict(a) for a in audio], ttl_s=PICK_TTL_S
+            )
+            await responder.respond(pick_reply(key, [a.filename for a in audio]))
+            return None
         try:
             source = source_from_message(attachments, content, max_bytes=self.upload_limit())
         except StemhubError as error:
@@ -201,6 +217,8 @@ class CommandHandlers:
                 idempotency_key=f"discord:{invoker.interaction_id}",
                 metadata={"discord_user": str(invoker.user_id)},
             )
+            # before the defer: a choice the backend cannot do is a private no
+            check_stems(self.hub, request)
         except StemhubError as error:
             await self.refuse(responder, error)
             return None
@@ -212,9 +230,7 @@ class CommandHandlers:
         try:
             job = await self.hub.submit(request)
         except StemhubError as error:
-            await responder.edit_original(
-                error_reply(error.code, error.message, retry_after=error.retry_after)
-            )
+            await self.refuse(responder, error)
             return None
         await self.on_submitted(job, responder)
         return job
@@ -228,44 +244,115 @@ class CommandHandlers:
                 responder, StemhubError(ErrorCode.NOT_FOUND, "That song is no longer kept.")
             )
             return None
+        if link_expired(previous.request.source.url, now=self.clock()):
+            # Discord's signed attachment links expire; the hub keeps no copy of the input
+            await self.refuse(
+                responder,
+                StemhubError(
+                    ErrorCode.JOB_EXPIRED,
+                    "Discord's link to the original upload has expired, so I cannot fetch"
+                    " the song again. Run /split with the file once more.",
+                ),
+            )
+            return None
+        try:
+            wanted = parse_stems(stems)
+        except StemhubError as error:
+            await self.refuse(responder, error)
+            return None
         return await self.split(
             responder,
             invoker,
             source=previous.request.source,
-            stems=parse_stems(stems),
+            stems=wanted,
             output_format=previous.request.output_format,
             dm=bool(previous.origin.context.get("dm", False)),
         )
 
     # buttons
 
-    async def fresh_links(self, responder: Responder, job_id: str) -> None:
-        job = await self.hub.get_job(job_id)
-        if job is None or job.status is not JobStatus.COMPLETED:
+    async def pick(
+        self, responder: Responder, invoker: Invoker, key: str, index: int
+    ) -> Job | None:
+        """The file chosen in the select of a message with several audio files."""
+        stored = await self.hub.kv(PLATFORM).get(f"pick:{key}")
+        if not isinstance(stored, list) or not 0 <= index < len(stored):
             await self.refuse(
-                responder, StemhubError(ErrorCode.NOT_FOUND, "That result is no longer kept.")
+                responder,
+                StemhubError(ErrorCode.NOT_FOUND, "That choice expired; use Split stems again."),
+            )
+            return None
+        return await self.split_attachment(
+            responder,
+            invoker,
+            attachment=AttachmentInfo(**stored[index]),
+            url=None,
+            stems=None,
+            output_format=None,
+            dm=None,
+        )
+
+    async def cancel(self, responder: Responder, invoker: Invoker, job_id: str) -> None:
+        """Cancel from the progress message: the person who asked, or a server manager."""
+        job = await self.hub.get_job(job_id)
+        if job is None:
+            await self.refuse(responder, StemhubError(ErrorCode.NOT_FOUND, "No such split."))
+            return
+        if job.origin.user_id != str(invoker.user_id) and not invoker.manage_guild:
+            await self.refuse(
+                responder,
+                StemhubError(ErrorCode.FORBIDDEN, "Only the person who asked can cancel it."),
+            )
+            return
+        try:
+            await self.hub.cancel(job_id)
+        except StemhubError as error:
+            await self.refuse(responder, error)
+            return
+        name = job.request.source.display_name
+        await responder.respond(Reply(content=f"Cancelled the split of {name}.", ephemeral=True))
+
+    async def fresh_links(self, responder: Responder, job_id: str) -> None:
+        """New download links, privately; deferred first (a hosted backend can be slow)."""
+        await responder.defer(ephemeral=True)
+        job = await self.hub.get_job(job_id)
+        if job is None or job.status is JobStatus.EXPIRED:
+            await self.refuse(responder, gone(self.hub))
+            return
+        if job.status is not JobStatus.COMPLETED:
+            await self.refuse(
+                responder, StemhubError(ErrorCode.NOT_FOUND, "That split has no stems.")
             )
             return
         local = all(
-            (path := self.hub.outputs.path_of(job, output)) is not None and path.is_file()
+            (path := self.hub.output_path(job, output)) is not None and path.is_file()
             for output in job.outputs.values()
         )
         try:
             if not local:
                 job = await self.hub.refresh_links(job_id)
-            links = dict(self.hub.outputs.output_links(job))
+            links = dict(self.hub.links(job))
         except StemhubError as error:
-            await self.refuse(responder, error)
+            log.info("fresh links of job %s: %s", job_id, error.operator_message)
+            await self.refuse(responder, gone(self.hub))
             return
         if not links:
             await self.refuse(
                 responder,
-                StemhubError(ErrorCode.NOT_FOUND, "The stems of this song are no longer kept."),
+                StemhubError(
+                    ErrorCode.NOT_FOUND,
+                    "This bot hands out no download links; the stems are the files"
+                    " attached to the result.",
+                ),
             )
             return
         embed = result_embed(job, links=links, attached=set())
-        await responder.respond(
-            Reply(embed=embed, view=result_view(job, has_links=True), ephemeral=True)
+        await responder.edit_original(
+            Reply(
+                embed=embed,
+                view=result_view(job, has_links=True, again=again_choices(self.hub, job)),
+                ephemeral=True,
+            )
         )
 
     # /stemhub queue
@@ -279,24 +366,22 @@ class CommandHandlers:
                 ),
             )
             return
-        await responder.respond(
-            Reply(embed=await self.queue_embed(invoker.guild_id), ephemeral=True)
-        )
+        # answered first: reading the jobs may take longer than Discord's 3 seconds
+        await responder.defer(ephemeral=True)
+        await responder.edit_original(Reply(embed=await self.queue_embed(invoker.guild_id)))
 
     async def queue_embed(self, guild_id: int) -> discord.Embed:
-        store = self.hub.store
         guild = str(guild_id)
-        unfinished = await store.list_jobs(
+        unfinished = await self.hub.list_jobs(
             statuses=[JobStatus.QUEUED, JobStatus.RUNNING], platform="discord", limit=500
         )
         here = [job for job in unfinished if job.origin.guild_id == guild]
         since = utcnow() - timedelta(hours=24)
         recent = [
             job
-            for job in await store.list_jobs(platform="discord", limit=1000)
+            for job in await self.hub.list_jobs(platform="discord", limit=1000)
             if job.origin.guild_id == guild and job.created_at >= since
         ]
-        counts = await store.count_by_status()
         embed = discord.Embed(title="stemhub queue", colour=discord.Colour.blurple())
         lines = []
         for job in here[:10]:
@@ -318,10 +403,31 @@ class CommandHandlers:
         usage += [f"{status.lower()}: {n}" for status, n in sorted(by_status.items())]
         usage += [f"<@{user}>: {n}" for user, n in by_user]
         embed.add_field(name="Usage", value="\n".join(usage), inline=False)
-        whole = ", ".join(f"{status.lower()} {n}" for status, n in sorted(counts.items()))
-        embed.set_footer(text=f"whole hub: {whole or 'no jobs'}"[:2048])
         embed.timestamp = utcnow()
         return embed
+
+
+def link_expired(url: str | None, *, now: float) -> bool:
+    """Whether a signed Discord CDN link (``ex`` = expiry, hex seconds) has expired."""
+    if not url:
+        return False
+    expires = parse_qs(urlsplit(url).query).get("ex")
+    if not expires:
+        return False
+    try:
+        return int(expires[0], 16) <= now
+    except ValueError:
+        return False
+
+
+def gone(hub: PluginHub) -> StemhubError:
+    """The stems were removed after the retention period."""
+    hours = hub.settings.retention_hours
+    kept = f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.0f} hours"
+    return StemhubError(
+        ErrorCode.JOB_EXPIRED,
+        f"The stems of this song are no longer kept (they are kept for {kept}).",
+    )
 
 
 def token_alive(context: dict[str, Any], *, margin_s: float, now: float | None = None) -> bool:
@@ -335,6 +441,8 @@ __all__ = [
     "TOKEN_PURPOSE",
     "CommandHandlers",
     "Invoker",
+    "gone",
+    "link_expired",
     "new_reference",
     "token_alive",
 ]

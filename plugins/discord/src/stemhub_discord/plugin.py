@@ -11,7 +11,6 @@ it imports no discord.py (nor aiohttp): the frontend is imported when the hub bu
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stemhub import JobRequest, hookimpl
@@ -19,22 +18,27 @@ from stemhub_discord.access import check_access
 from stemhub_discord.settings import PLATFORM, DiscordSettings
 
 if TYPE_CHECKING:
-    import typer
-
-    from stemhub import Job
-    from stemhub.hookspecs import FrontendFactory
-    from stemhub.hub import Hub
+    from stemhub import Job, PluginHub, RegisterCommand, RegisterFrontend
     from stemhub_discord.frontend import DiscordFrontend
 
 
-def _build_frontend(hub: Hub) -> DiscordFrontend:
+def _build_frontend(hub: PluginHub) -> DiscordFrontend:
+    """The frontend, refused up front without a token: ``stemhub run`` without
+    ``--plugins`` then skips an unconfigured Discord instead of stopping every frontend."""
     from stemhub_discord.frontend import DiscordFrontend
+    from stemhub_discord.settings import DiscordSettings
 
-    return DiscordFrontend(hub)
+    settings = DiscordSettings()
+    settings.check_config()
+    return DiscordFrontend(hub, settings)
 
 
-def _frontend(hub: Hub) -> DiscordFrontend | None:
-    frontend = hub.frontends.get(PLATFORM)
+def _check_config(hub: PluginHub) -> str:
+    return DiscordSettings().check_config()
+
+
+def _frontend(hub: PluginHub) -> DiscordFrontend | None:
+    frontend = hub.frontend(PLATFORM)
     if frontend is None:
         return None
     # a started frontend means its module is imported already: this import costs nothing
@@ -43,7 +47,7 @@ def _frontend(hub: Hub) -> DiscordFrontend | None:
     return frontend if isinstance(frontend, DiscordFrontend) else None
 
 
-def _moved(hub: Hub, job: Job) -> None:
+def _moved(hub: PluginHub, job: Job) -> None:
     if job.origin.platform != PLATFORM:
         return
     frontend = _frontend(hub)
@@ -52,19 +56,17 @@ def _moved(hub: Hub, job: Job) -> None:
 
 
 @hookimpl
-def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
-    register(PLATFORM, _build_frontend)
+def stemhub_register_frontends(register: RegisterFrontend) -> None:
+    register(PLATFORM, _build_frontend, check=_check_config)
 
 
 @hookimpl
-def stemhub_register_commands(cli: typer.Typer) -> None:
-    from stemhub_discord.cli import app
-
-    cli.add_typer(app, name="discord")
+def stemhub_register_commands(register: RegisterCommand) -> None:
+    register("discord", "stemhub_discord.cli:app", help="Set up the Discord bot.")
 
 
 @hookimpl
-def stemhub_validate_request(hub: Hub, request: JobRequest) -> None:
+def stemhub_validate_request(hub: PluginHub, request: JobRequest) -> None:
     if request.origin.platform != PLATFORM:
         return
     frontend = _frontend(hub)
@@ -73,15 +75,15 @@ def stemhub_validate_request(hub: Hub, request: JobRequest) -> None:
 
 
 @hookimpl
-def stemhub_job_started(hub: Hub, job: Job) -> None:
+def stemhub_job_started(hub: PluginHub, job: Job) -> None:
     _moved(hub, job)
 
 
 @hookimpl
-def stemhub_job_progress(hub: Hub, job: Job) -> None:
+def stemhub_job_progress(hub: PluginHub, job: Job) -> None:
     _moved(hub, job)
 
 
 @hookimpl
-def stemhub_job_completed(hub: Hub, job: Job) -> None:
+def stemhub_job_completed(hub: PluginHub, job: Job) -> None:
     _moved(hub, job)

@@ -51,11 +51,17 @@ class Responder(Protocol):
     async def respond(self, reply: Reply) -> None:
         """Answer the interaction at once (no defer); used for quick refusals."""
 
+    async def refuse(self, reply: Reply) -> None:
+        """Say no privately, whether or not (and however) the interaction was deferred."""
+
     async def defer(self, *, ephemeral: bool = False) -> None:
         """Acknowledge within Discord's 3 seconds; the user sees "thinking..."."""
 
     async def edit_original(self, reply: Reply) -> None:
         """Replace the deferred response (progress, then the result)."""
+
+    async def delete_original(self) -> None:
+        """Remove the response (a public "thinking..." before a private refusal)."""
 
     async def followup(self, reply: Reply) -> int:
         """Another message in the interaction (ephemeral if asked); returns its id."""
@@ -92,15 +98,19 @@ class InteractionExpired(DiscordDeliveryError):
 
 
 class DMClosed(DiscordDeliveryError):
-    """The user does not accept DMs from the bot (403, code 50007)."""
+    """The user cannot be DMed: closed DMs (50007) or no server in common (50278)."""
 
 
 class PostForbidden(DiscordDeliveryError):
-    """The bot may not post in that channel (missing access or permissions)."""
+    """The bot may not post in that channel (50001, 50013, archived thread 50083, 10003)."""
 
 
 class TooLargeForDiscord(DiscordDeliveryError):
-    """Discord refused the upload as too large (code 40005)."""
+    """Discord refused the upload as too large (413, code 40005)."""
+
+
+class RefusedBody(DiscordDeliveryError):
+    """Discord refused the message itself (400: 50035 invalid form body, 50006 empty)."""
 
 
 __all__ = [
@@ -109,6 +119,7 @@ __all__ = [
     "InteractionExpired",
     "OutgoingFile",
     "PostForbidden",
+    "RefusedBody",
     "Reply",
     "Responder",
     "TooLargeForDiscord",

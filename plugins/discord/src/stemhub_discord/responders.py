@@ -28,6 +28,7 @@ from stemhub_discord.replies import (
     DMClosed,
     InteractionExpired,
     PostForbidden,
+    RefusedBody,
     Reply,
     TooLargeForDiscord,
 )
@@ -35,12 +36,17 @@ from stemhub_discord.replies import (
 log = logging.getLogger(__name__)
 
 CANNOT_DM_USER = 50007
+NO_MUTUAL_GUILDS = 50278
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_MESSAGE = 10008
 UNKNOWN_WEBHOOK = 10015
-INVALID_WEBHOOK_TOKEN = 50027
 UNKNOWN_INTERACTION = 10062
+INVALID_WEBHOOK_TOKEN = 50027
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
+ARCHIVED_THREAD = 50083
 ENTITY_TOO_LARGE = 40005
+DM_REFUSED = frozenset({CANNOT_DM_USER, NO_MUTUAL_GUILDS})
 
 
 def _retry_after(error: discord.HTTPException) -> float | None:
@@ -51,50 +57,51 @@ def _retry_after(error: discord.HTTPException) -> float | None:
         return None
 
 
+def classify(error: discord.HTTPException, *, interaction_call: bool) -> DiscordDeliveryError:
+    """What a Discord refusal means for the logic: which way to fall back."""
+    detail = f"Discord {error.status} (code {error.code}): {error.text}"
+    code, status = error.code, error.status
+    if code in DM_REFUSED:
+        return DMClosed("Discord would not let me DM you.", operator_message=detail)
+    if status == 413 or code == ENTITY_TOO_LARGE:
+        return TooLargeForDiscord("The files are too large.", operator_message=detail)
+    if status == 429 or status >= 500:
+        return DiscordDeliveryError(
+            "Discord is busy; trying again shortly.",
+            retryable=True,
+            retry_after=_retry_after(error),
+            operator_message=detail,
+        )
+    if interaction_call and (status in (401, 403, 404) or code == ARCHIVED_THREAD):
+        return InteractionExpired("The interaction ended.", operator_message=detail)
+    if status in (403, 404) or code == ARCHIVED_THREAD:
+        return PostForbidden("The bot may not post there.", operator_message=detail)
+    if status == 401:
+        return DiscordDeliveryError("Discord refused the bot's token.", operator_message=detail)
+    return RefusedBody("Discord refused the message.", operator_message=detail)
+
+
 @contextlib.asynccontextmanager
 async def discord_errors(*, interaction_call: bool = False) -> AsyncIterator[None]:
     """Turn discord.py's exceptions into the delivery errors the logic acts on."""
     try:
         yield
-    except discord.Forbidden as error:
-        detail = f"Discord 403 (code {error.code}): {error.text}"
-        if error.code == CANNOT_DM_USER:
-            raise DMClosed("That user does not accept DMs.", operator_message=detail) from None
-        if interaction_call:
-            raise InteractionExpired("The interaction ended.", operator_message=detail) from None
-        raise PostForbidden("The bot may not post there.", operator_message=detail) from None
-    except discord.NotFound as error:
-        detail = f"Discord 404 (code {error.code}): {error.text}"
-        if interaction_call or error.code in (UNKNOWN_WEBHOOK, UNKNOWN_INTERACTION):
-            raise InteractionExpired("The interaction ended.", operator_message=detail) from None
-        raise PostForbidden("That channel or user is gone.", operator_message=detail) from None
     except discord.HTTPException as error:
-        detail = f"Discord {error.status} (code {error.code}): {error.text}"
-        if error.status == 401 or error.code == INVALID_WEBHOOK_TOKEN:
-            if interaction_call:
-                raise InteractionExpired(
-                    "The interaction token expired.", operator_message=detail
-                ) from None
-            raise DiscordDeliveryError(
-                "Discord refused the bot's token.", operator_message=detail
-            ) from None
-        if error.status == 413 or error.code == ENTITY_TOO_LARGE:
-            raise TooLargeForDiscord("The files are too large.", operator_message=detail) from None
-        if error.status == 429 or error.status >= 500:
-            raise DiscordDeliveryError(
-                "Discord is busy; trying again shortly.",
-                retryable=True,
-                retry_after=_retry_after(error),
-                operator_message=detail,
-            ) from None
-        raise DiscordDeliveryError(
-            "Discord refused the message.", operator_message=detail
-        ) from None
+        raise classify(error, interaction_call=interaction_call) from None
     except (aiohttp.ClientError, TimeoutError, ConnectionError) as error:
         raise DiscordDeliveryError(
             "Discord could not be reached; trying again shortly.",
             retryable=True,
             operator_message=f"{type(error).__name__}: {error}",
+        ) from None
+    except RuntimeError as error:
+        if "Session is closed" not in str(error):
+            raise
+        # the hub is stopping: another hub (or this one, restarted) sends it
+        raise DiscordDeliveryError(
+            "The bot is restarting; trying again shortly.",
+            retryable=True,
+            operator_message="the HTTP session closed under a call",
         ) from None
 
 
@@ -123,10 +130,16 @@ class BotRest:
     async def respond(self, reply: Reply) -> None:
         raise InteractionExpired("There is no live interaction.")
 
+    async def refuse(self, reply: Reply) -> None:
+        raise InteractionExpired("There is no live interaction.")
+
     async def defer(self, *, ephemeral: bool = False) -> None:
         raise InteractionExpired("There is no live interaction.")
 
     async def edit_original(self, reply: Reply) -> None:
+        raise InteractionExpired("There is no live interaction.")
+
+    async def delete_original(self) -> None:
         raise InteractionExpired("There is no live interaction.")
 
     async def followup(self, reply: Reply) -> int:
@@ -169,8 +182,33 @@ class InteractionResponder:
     def __init__(self, interaction: discord.Interaction[Any], bot: BotRest) -> None:
         self.interaction = interaction
         self.bot = bot
+        self.deferred: bool | None = None
+        """None: not answered yet; else whether the defer was ephemeral."""
+        self.last_reply: Reply | None = None
+        """What was being said when the interaction died (to say it by DM instead)."""
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.interaction.response.is_done()
+
+    async def refuse(self, reply: Reply) -> None:
+        """Private even after a public defer: the public "thinking..." is removed first.
+
+        A deferred response keeps the ephemeral state of its defer (Discord cannot make
+        a public message private), so a refusal after a public defer deletes that
+        response and says no in an ephemeral follow-up.
+        """
+        reply.ephemeral = True
+        if not self.interaction.response.is_done():
+            await self.respond(reply)
+        elif self.deferred is True:
+            await self.edit_original(reply)
+        else:
+            await self.delete_original()
+            await self.followup(reply)
 
     async def respond(self, reply: Reply) -> None:
+        self.last_reply = reply
         files = _files(reply)
         try:
             async with discord_errors(interaction_call=True):
@@ -189,8 +227,10 @@ class InteractionResponder:
     async def defer(self, *, ephemeral: bool = False) -> None:
         async with discord_errors(interaction_call=True):
             await self.interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        self.deferred = ephemeral
 
     async def edit_original(self, reply: Reply) -> None:
+        self.last_reply = reply
         files = _files(reply)
         try:
             async with discord_errors(interaction_call=True):
@@ -205,7 +245,12 @@ class InteractionResponder:
             for item in files:
                 item.close()
 
+    async def delete_original(self) -> None:
+        async with discord_errors(interaction_call=True):
+            await self.interaction.delete_original_response()
+
     async def followup(self, reply: Reply) -> int:
+        self.last_reply = reply
         files = _files(reply)
         try:
             async with discord_errors(interaction_call=True):
@@ -283,6 +328,7 @@ async def close_quietly(client: discord.Client) -> None:
 __all__ = [
     "BotRest",
     "InteractionResponder",
+    "classify",
     "close_quietly",
     "discord_errors",
     "interaction_record",

@@ -12,8 +12,7 @@ from typing import ClassVar
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from stemhub import OutputFormat, StemSet
-from stemhub.config import PluginSettings
+from stemhub import ConfigError, OutputFormat, PluginSettings, StemSet
 
 PLATFORM = "discord"
 """The ``origin.platform`` of Discord jobs and the name the frontend is registered under."""
@@ -54,6 +53,7 @@ class DiscordSettings(PluginSettings):
     sync_commands: bool = True
 
     shard_count: int | None = Field(default=None, ge=1)
+    """Shards in all; alone, this process runs every one of them."""
     shard_ids: list[int] | None = None
     """Shards this process runs (with ``shard_count``): a large bot runs as several processes."""
     auto_shard: bool = False
@@ -66,9 +66,35 @@ class DiscordSettings(PluginSettings):
     """At least this long between two progress edits of one job's message."""
     token_margin_s: float = Field(default=30.0, ge=0)
     """Treat the interaction token as dead this long before its 15 minutes end."""
+    request_limit_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    """The most one message's files may weigh together (Discord refuses more: 413)."""
+    warn_before_expiry_s: float = Field(default=120.0, ge=0)
+    """Say where the result will come this long before the interaction token dies."""
+    dm_commands: bool = False
+    """Offer /split in the bot's DMs too (no server's channel and role rules apply there)."""
     api_base_url: str | None = None
     """Another Discord REST base (an HTTP proxy in front of Discord, or a test double)."""
     guilds: dict[int, GuildPolicy] = Field(default_factory=dict)
+
+    def check_config(self) -> str:
+        """What is set up, from these settings alone (``stemhub doctor``; the frontend
+        refuses to be built without it): a missing token raises :class:`ConfigError`.
+        Whether Discord accepts the token shows only when the bot logs in."""
+        if self.token is None or not self.token.get_secret_value():
+            raise ConfigError("DISCORD_TOKEN", "missing")
+        if not self.sync_commands:
+            commands = "commands not synced by the bot"
+        elif self.dev_guild_id is not None:
+            commands = f"commands synced to guild {self.dev_guild_id}"
+        else:
+            commands = "commands synced globally"
+        shards = ""
+        if self.auto_shard:
+            shards = ", shards chosen by Discord"
+        elif self.shard_count is not None:
+            mine = self.shard_ids if self.shard_ids is not None else "all"
+            shards = f", shards {mine} of {self.shard_count}"
+        return f"bot token set (Discord checks it at login), {commands}{shards}"
 
     def policy_for(self, guild_id: int | str | None) -> GuildPolicy:
         if guild_id is None:

@@ -33,7 +33,7 @@ ERROR_TEXT: dict[ErrorCode, tuple[str, str]] = {
     ErrorCode.AUDIO_TOO_SHORT: ("That audio is too short", "Attach at least a few seconds."),
     ErrorCode.UNSUPPORTED_STEM_SET: (
         "These stems are not available here",
-        "Pick another stem set, for example 4 stems.",
+        "Pick one of the stems this bot offers.",
     ),
     ErrorCode.UNSUPPORTED_SOURCE: (
         "I cannot split from that kind of link",

@@ -23,9 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stemhub import rate_windows
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.quota import parse_limit
+from stemhub import ErrorCode, StemhubError, parse_limit
 from stemhub_n8n_bridge.keys import ApiError, ApiKey
 
 if TYPE_CHECKING:
@@ -38,6 +36,11 @@ Handler = Callable[[Request, ApiKey], Awaitable[Response]]
 M = TypeVar("M", bound=BaseModel)
 
 MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32
+"""Nesting a request body may have; deeper is refused before Python's parser recurses."""
+MAX_METADATA_BYTES = 16 * 1024
+MAX_NAME_CHARS = 255
+MAX_URL_CHARS = 8192
 
 _STEMSPLIT_CODES: dict[ErrorCode, str] = {
     ErrorCode.QUOTA_EXCEEDED: "RATE_LIMIT_EXCEEDED",
@@ -90,6 +93,62 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {message}" if where else message
 
 
+def _refuse_constant(name: str) -> Any:
+    raise invalid(f"The body contains {name}, which is not JSON: send a number or null.")
+
+
+def _depth_ok(raw: str | bytes) -> bool:
+    """True when brackets outside strings nest at most ``MAX_JSON_DEPTH`` deep (a linear scan)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return True
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json(raw: str | bytes) -> Any:
+    """Strict JSON: no ``NaN``/``Infinity``, at most ``MAX_JSON_DEPTH`` deep; else 400.
+
+    Python's ``json`` accepts ``NaN`` (which no other JSON parser reads back, so a
+    webhook carrying it breaks its receiver) and recurses once per level (a 2 KB body
+    nested a thousand deep raises ``RecursionError``); both are refused up front.
+    """
+    if not _depth_ok(raw):
+        raise invalid(f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise invalid("The body is not valid JSON.") from None
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> None:
+    """``metadata`` is echoed in every webhook: keep it small."""
+    if metadata and len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise invalid(f"metadata is larger than {MAX_METADATA_BYTES // 1024} KB.")
+
+
+def check_length(value: str | None, field: str, limit: int = MAX_NAME_CHARS) -> None:
+    if value is not None and len(value) > limit:
+        raise invalid(f"{field} is longer than {limit} characters.")
+
+
 async def read_json(request: Request, model: type[M], *, allow_empty: bool = False) -> M:
     """The body as ``model``; 400 for anything that is not that JSON, 413 if too big."""
     length = request.headers.get("content-length", "")
@@ -102,10 +161,7 @@ async def read_json(request: Request, model: type[M], *, allow_empty: bool = Fal
             raise StemhubError(ErrorCode.FILE_TOO_LARGE, "The JSON body is too large.")
     if not raw.strip() and allow_empty:
         raw = b"{}"
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("The body is not valid JSON.") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise invalid("The body must be a JSON object.")
     try:
@@ -150,14 +206,9 @@ class Guard:
         if self.limit is None:
             return key, {}
         count, window_s = self.limit
-        now = time.time()
         try:
-            window = await rate_windows.hit(
-                self.bridge.hub.store,
-                f"n8n_bridge:{key.id}",
-                limit=count,
-                window_s=window_s,
-                now=now,
+            window = await self.bridge.hub.hit_rate_window(
+                f"n8n_bridge:{key.id}", limit=count, window_s=window_s
             )
         except SQLAlchemyError as exc:
             # the limit protects the hub; a store too busy to count must not refuse work
@@ -165,7 +216,7 @@ class Guard:
             return key, {}
         headers = window.headers()
         if window.exceeded:
-            wait = window.retry_after(now)
+            wait = window.retry_after(time.time())
             raise RateLimitedError(
                 f"Too many requests: this key may make {count} per "
                 f"{window_s:g} seconds. Try again in {wait:g} seconds.",
@@ -222,12 +273,16 @@ def route(path: str, call: Callable[[Request], Awaitable[Response]], *methods: s
 
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "Dialect",
     "Guard",
+    "check_length",
+    "check_metadata",
     "endpoint",
     "error_json",
     "invalid",
     "open_endpoint",
+    "parse_json",
     "query_int",
     "read_json",
     "route",

@@ -1,7 +1,8 @@
 """``stemhub keys create|list|revoke|webhook-secret``: the bridge's API keys.
 
-The commands open the store directly (no hub, no backends), so they work while a hub
-is running on the same database.
+The commands open the hub's plugin state alone (:func:`stemhub.open_plugin_state`: the
+store and the sealer, no hub, plugins or backends), so they work while a hub is running
+on the same database.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stemhub.config import Settings
-from stemhub.errors import StemhubError
-from stemhub.sealing import Sealer
-from stemhub.store import Store
+from stemhub import StemhubError, open_plugin_state
 from stemhub_n8n_bridge.keys import ApiKeys
 
 T = TypeVar("T")
@@ -30,13 +28,8 @@ console = Console()
 
 
 async def _with_keys(action: Callable[[ApiKeys], Awaitable[T]]) -> T:
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.resolved_database_url)
-    try:
-        return await action(ApiKeys(store, Sealer(settings.resolved_signing_key())))
-    finally:
-        await store.close()
+    async with open_plugin_state() as state:
+        return await action(ApiKeys(state))
 
 
 def _run(action: Callable[[ApiKeys], Awaitable[T]]) -> T:

@@ -7,22 +7,21 @@ memory or in a temporary file.
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
-from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.models import Job, JobStatus
-from stemhub.outputs import OutputStore
+from stemhub import ErrorCode, Job, JobStatus, PluginHub, StemhubError, zip_response
 
 MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac"}
-_CHUNK = 1024 * 1024
 
 
 def _require_stems(job: Job) -> None:
+    if job.status is JobStatus.EXPIRED:
+        raise StemhubError(
+            ErrorCode.JOB_EXPIRED,
+            f"The stems of job {job.id} were deleted after the retention period.",
+        )
     if job.status is not JobStatus.COMPLETED:
         if job.finished:
             raise StemhubError(
@@ -38,13 +37,13 @@ def _base_name(job: Job) -> str:
     return safe[:120]
 
 
-def stem_download(outputs: OutputStore, job: Job, stem: str) -> Response:
+def stem_download(hub: PluginHub, job: Job, stem: str) -> Response:
     _require_stems(job)
     output = job.outputs.get(stem)
     if output is None:
         known = ", ".join(job.outputs) or "none"
         raise StemhubError(ErrorCode.NOT_FOUND, f"Job {job.id} has no {stem} stem ({known}).")
-    path = outputs.path_of(job, output)
+    path = hub.output_path(job, output)
     if path is not None and path.is_file():
         ext = output.format.extension
         return FileResponse(
@@ -54,65 +53,31 @@ def stem_download(outputs: OutputStore, job: Job, stem: str) -> Response:
         )
     if output.url:
         return RedirectResponse(output.url, status_code=307)
-    raise StemhubError(ErrorCode.NOT_FOUND, f"The {stem} stem of job {job.id} is no longer kept.")
+    raise StemhubError(
+        ErrorCode.JOB_EXPIRED,
+        f"The {stem} stem of job {job.id} was deleted after the retention period.",
+    )
 
 
-class _Sink:
-    """A write-only stream zipfile writes into; the generator drains it as it goes."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        return len(data)
-
-    def flush(self) -> None:
-        return None
-
-    def take(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        return out
-
-
-def _zip_chunks(files: list[tuple[str, Path]]) -> Iterator[bytes]:
-    sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[call-overload]
-        for name, path in files:
-            big = path.stat().st_size > 2**31
-            with archive.open(name, mode="w", force_zip64=big) as dest, path.open("rb") as src:
-                while chunk := src.read(_CHUNK):
-                    dest.write(chunk)
-                    yield sink.take()
-            yield sink.take()
-    yield sink.take()
-
-
-def _attachment(filename: str) -> str:
-    if filename.isascii():
-        return f'attachment; filename="{filename}"'
-    return f"attachment; filename*=utf-8''{quote(filename)}"
-
-
-def stems_zip(outputs: OutputStore, job: Job) -> Response:
+def stems_zip(hub: PluginHub, job: Job) -> Response:
     _require_stems(job)
     base = _base_name(job)
     files: list[tuple[str, Path]] = []
     for stem, output in job.outputs.items():
-        path = outputs.path_of(job, output)
+        path = hub.output_path(job, output)
         if path is not None and path.is_file():
             files.append((f"{base} - {stem}.{output.format.extension}", path))
     if not files:
+        if any(output.url for output in job.outputs.values()):
+            raise StemhubError(
+                ErrorCode.NOT_FOUND,
+                f"The stems of job {job.id} are not kept on this hub; use their links instead.",
+            )
         raise StemhubError(
-            ErrorCode.NOT_FOUND,
-            f"The stems of job {job.id} are not kept on this hub; use their links instead.",
+            ErrorCode.JOB_EXPIRED,
+            f"The stems of job {job.id} were deleted after the retention period.",
         )
-    return StreamingResponse(
-        _zip_chunks(files),
-        media_type="application/zip",
-        headers={"Content-Disposition": _attachment(f"{base} - stems.zip")},
-    )
+    return zip_response(files, f"{base} - stems.zip")
 
 
 __all__ = ["MEDIA_TYPES", "stem_download", "stems_zip"]

@@ -12,6 +12,7 @@ per-job callbacks of jobs created with it (subscriptions have their own secrets)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -20,13 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.outbox import new_secret
-from stemhub.quota import parse_limit
+from stemhub import ErrorCode, StemhubError, new_secret, parse_limit
 
 if TYPE_CHECKING:
-    from stemhub.sealing import Sealer
-    from stemhub.store import Store
+    from stemhub import PluginState
 
 KEY_PREFIX = "sk_live_"
 NAMESPACE = "n8n_bridge.keys"
@@ -85,11 +83,14 @@ def _record_to_key(record: dict[str, Any]) -> ApiKey:
 
 
 class ApiKeys:
-    def __init__(self, store: Store, sealer: Sealer, *, cache_s: float = 0.0) -> None:
-        self.store = store
-        self.sealer = sealer
+    """The keys in the bridge's namespace of the hub's store (a hub, or a command's state)."""
+
+    def __init__(self, state: PluginState, *, cache_s: float = 0.0) -> None:
+        self._state = state
+        self._kv = state.kv(NAMESPACE)
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, ApiKey]] = {}
+        self._flights: dict[str, asyncio.Future[Any]] = {}
 
     async def create(self, name: str, *, quota: str | None = None) -> IssuedKey:
         if quota:
@@ -108,34 +109,34 @@ class ApiKeys:
             "created_at": time.time(),
             "revoked_at": None,
             "quota": quota or None,
-            "webhook_secret": self.sealer.seal(webhook_secret, purpose=f"bridge-key:{key_id}"),
+            "webhook_secret": self._state.seal(webhook_secret, purpose=f"bridge-key:{key_id}"),
         }
-        await self.store.kv_put(NAMESPACE, key_id, record)
+        await self._kv.put(key_id, record)
         return IssuedKey(_record_to_key(record), token, webhook_secret)
 
     async def list(self) -> list[ApiKey]:
-        return [_record_to_key(record) for _key, record in await self.store.kv_items(NAMESPACE)]
+        return [_record_to_key(record) for _key, record in await self._kv.items()]
 
     async def get(self, key_id: str) -> ApiKey | None:
-        record = await self.store.kv_get(NAMESPACE, key_id)
+        record = await self._kv.get(key_id)
         return _record_to_key(record) if isinstance(record, dict) else None
 
     async def revoke(self, key_id: str) -> bool:
-        record = await self.store.kv_get(NAMESPACE, key_id)
+        record = await self._kv.get(key_id)
         if not isinstance(record, dict):
             return False
         if record.get("revoked_at") is None:
             record["revoked_at"] = time.time()
-            await self.store.kv_put(NAMESPACE, key_id, record)
+            await self._kv.put(key_id, record)
         self._cache.clear()
         return True
 
     async def webhook_secret(self, key_id: str) -> str | None:
-        record = await self.store.kv_get(NAMESPACE, key_id)
+        record = await self._kv.get(key_id)
         if not isinstance(record, dict):
             return None
         sealed: str = record["webhook_secret"]
-        return self.sealer.open(sealed, purpose=f"bridge-key:{key_id}")
+        return self._state.unseal(sealed, purpose=f"bridge-key:{key_id}")
 
     async def authenticate(self, token: str | None) -> ApiKey:
         """The key a request presents, or 401 (missing, unknown) / 403 (revoked)."""
@@ -156,7 +157,12 @@ class ApiKeys:
         key_id = token[len(KEY_PREFIX) :].split("_", 1)[0]
         if len(key_id) != _ID_LENGTH:
             raise invalid
-        record = await self.store.kv_get(NAMESPACE, key_id)
+        flight = self._flights.get(key_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._kv.get(key_id))
+            self._flights[key_id] = flight
+            flight.add_done_callback(lambda _f: self._flights.pop(key_id, None))
+        record = await asyncio.shield(flight)
         if not isinstance(record, dict) or not hmac.compare_digest(record["hash"], digest):
             raise invalid
         key = _record_to_key(record)

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from stemhub.models import JobStatus
+from stemhub import JobStatus
 
 if TYPE_CHECKING:
-    from stemhub.models import Job
-    from stemhub.outbox import Attempt
+    from stemhub import Attempt, Job
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600)

@@ -1,38 +1,43 @@
-"""The OpenAPI 3.1 document of the bridge (``/openapi.json``) and its docs page (``/docs``).
+"""The OpenAPI 3.1 document of the bridge (``/openapi.json``), built from its route table.
 
-Schemas come from the same pydantic models the handlers read and write (the StemSplit
-wire models of :mod:`stemhub.stemsplit_wire`, the ``/v1`` models of this plugin), so the
-document cannot drift from the code; a schemathesis run in the test suite checks the
-live answers against it. Webhook bodies are described in the 3.1 ``webhooks`` section.
-The docs page is rendered on the server from the document: no script, no CDN.
+Every route of the bridge is a :class:`DocumentedRoute`: its path and method come from
+the route itself, its operation (summary, parameters, body, every status it can answer,
+links to the next call) is written beside the handler. So a path cannot be documented
+and not served, or served and not documented (``tests/bridge/test_openapi_routes.py``
+checks the served app against the document). Schemas come from the pydantic models the
+handlers read and write; a schemathesis run checks the live answers against them.
+Webhook bodies are described in the 3.1 ``webhooks`` section. The docs page (``/docs``)
+is rendered on the server from the document: no script, no CDN.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from starlette.routing import Route
 
-from stemhub import __version__
-from stemhub.stemsplit_wire import (
-    Balance,
-    CreateJobRequest,
-    ErrorEnvelope,
-    JobList,
-    RemoteJob,
-    UploadRequest,
-    UploadTicket,
-    Webhook,
-    WebhookCreateRequest,
-    WebhookEvent,
-    WebhookList,
+from stemhub import __version__, stemsplit_wire
+from stemhub_n8n_bridge.wire import (
+    BridgeJob,
+    HookCreate,
+    SplitOptions,
+    V1Event,
+    V1Hook,
+    V1Job,
 )
-from stemhub_n8n_bridge.v1_api import HookCreate, SplitOptions, V1Hook
-from stemhub_n8n_bridge.wire import V1Event, V1Job
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
 
 _REF = "#/components/schemas/{model}"
+_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
 
 
 class Deleted(BaseModel):
@@ -52,17 +57,17 @@ class V1HookList(BaseModel):
 
 
 _MODELS: list[type[BaseModel]] = [
-    ErrorEnvelope,
-    UploadRequest,
-    UploadTicket,
-    CreateJobRequest,
-    RemoteJob,
-    JobList,
-    Balance,
-    WebhookCreateRequest,
-    Webhook,
-    WebhookList,
-    WebhookEvent,
+    stemsplit_wire.ErrorEnvelope,
+    stemsplit_wire.UploadRequest,
+    stemsplit_wire.UploadTicket,
+    stemsplit_wire.CreateJobRequest,
+    BridgeJob,
+    stemsplit_wire.JobList,
+    stemsplit_wire.Balance,
+    stemsplit_wire.WebhookCreateRequest,
+    stemsplit_wire.Webhook,
+    stemsplit_wire.WebhookList,
+    stemsplit_wire.WebhookEvent,
     Deleted,
     SplitOptions,
     V1Job,
@@ -74,17 +79,182 @@ _MODELS: list[type[BaseModel]] = [
 ]
 
 _DESCRIPTIONS = {
-    "RemoteJob": "A job in the StemSplit dialect (camelCase; outputs only when COMPLETED).",
+    "BridgeJob": "A job in the StemSplit dialect (camelCase; outputs and resultPageUrl "
+    "only when COMPLETED).",
     "Webhook": "A webhook subscription; `secret` only in the answer that created it.",
     "WebhookEvent": "A StemSplit webhook delivery, signed `X-Webhook-Signature: sha256=<hex>`.",
     "ErrorEnvelope": "Every error: `{error: {code, message}}`.",
 }
 
-_RATE_HEADERS = {
+RATE_HEADERS = {
     "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests per window."},
     "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Left in window."},
     "X-RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Window end (epoch s)."},
 }
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+GUARDED = (401, 403, 429, 503)
+"""What every endpoint behind an API key can answer: no key, revoked key, rate limit, busy store."""
+WITH_BODY = (400, 408, 413)
+"""What reading a request body can answer: malformed, too slow, too large."""
+
+_ERROR_WORDS = {
+    400: "The request is malformed (or, on /api/v1, the file is too large or too long).",
+    401: "No API key, or not a valid one.",
+    403: "The API key was revoked, or the link is not valid.",
+    404: "Not found (or not yours).",
+    408: "The request body did not arrive in time.",
+    409: "Conflict: the job is not finished, the upload was used, or the Idempotency-Key "
+    "was used with another request.",
+    410: "The stems were deleted after the retention period.",
+    413: "The upload or body is too large.",
+    415: "The body's content type is not accepted.",
+    422: "The request is well formed but cannot be done (blocked URL, unsupported stems).",
+    429: "Too many requests (or the key's quota is used up); see Retry-After.",
+    503: "The hub is busy; see Retry-After.",
+}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": _REF.format(model=name)}
+
+
+def json_response(name: str, description: str, *, headers: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": ref(name)}},
+    }
+    if headers:
+        out["headers"] = RATE_HEADERS
+    return out
+
+
+def link(operation_id: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link: the next call, its parameters read from this answer."""
+    return {"operationId": operation_id, "parameters": parameters}
+
+
+def with_links(response: dict[str, Any], **links: dict[str, Any]) -> dict[str, Any]:
+    return {**response, "links": links}
+
+
+def query_int(name: str, default: int, low: int, high: int) -> dict[str, Any]:
+    schema = {"type": "integer", "default": default, "minimum": low, "maximum": high}
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def query_enum(name: str, values: list[str]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": {"enum": values}}
+
+
+def query_text(name: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"}}
+
+
+def json_body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    responses: Mapping[int, dict[str, Any]],
+    *,
+    errors: Iterable[int],
+    tags: list[str],
+    description: str | None = None,
+    parameters: Iterable[dict[str, Any]] = (),
+    body: dict[str, Any] | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
+    """One operation; ``errors`` are every error status the route can answer, in the envelope.
+
+    There is no ``default`` response: an answer whose status is not listed here is a bug
+    that the schemathesis run reports.
+    """
+    op: dict[str, Any] = {"tags": tags, "operationId": operation_id, "summary": summary}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = list(parameters)
+    if body is not None:
+        op["requestBody"] = body
+    if public:
+        op["security"] = []
+    out = {str(status): response for status, response in responses.items()}
+    for status in sorted(set(errors)):
+        out[str(status)] = json_response("ErrorEnvelope", _ERROR_WORDS[status])
+    op["responses"] = out
+    return op
+
+
+class DocumentedRoute(Route):
+    """A route of one method that carries its OpenAPI operation."""
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[[Request], Awaitable[Response]],
+        method: str,
+        spec: dict[str, Any],
+    ) -> None:
+        super().__init__(path, endpoint, methods=[method])
+        self.method = method.lower()
+        self.spec = spec
+
+    @property
+    def openapi_path(self) -> str:
+        """The path with Starlette's converters dropped (``{name:path}`` is ``{name}``)."""
+        return _PARAM.sub(r"{\1}", self.path)
+
+
+def documented(
+    path: str,
+    endpoint: Callable[[Request], Awaitable[Response]],
+    method: str,
+    spec: dict[str, Any],
+) -> DocumentedRoute:
+    return DocumentedRoute(path, endpoint, method, spec)
+
+
+_PATH_WORDS = {
+    "job_id": "The job id.",
+    "stem": "vocals, drums, bass, other...",
+    "hook_id": "The hook id.",
+    "webhook_id": "The subscription id.",
+    "upload_key": "The upload key.",
+}
+
+
+def _with_path_params(route: DocumentedRoute) -> dict[str, Any]:
+    op = dict(route.spec)
+    declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+    names = [n for n in _PARAM.findall(route.path) if n not in declared]
+    params = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": _PATH_WORDS.get(name, name),
+            "schema": {"type": "string"},
+        }
+        for name in names
+    ]
+    if params or "parameters" in op:
+        op["parameters"] = params + list(op.get("parameters", []))
+    return op
+
+
+def paths_of(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The ``paths`` of the document: one operation per documented route."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if isinstance(route, DocumentedRoute):
+            item = paths.setdefault(route.openapi_path, {})
+            if route.method in item:
+                raise ValueError(f"two routes for {route.method.upper()} {route.path}")
+            item[route.method] = _with_path_params(route)
+    return paths
 
 
 def _schemas() -> dict[str, Any]:
@@ -97,351 +267,13 @@ def _schemas() -> dict[str, Any]:
     return schemas
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": _REF.format(model=name)}
-
-
-def _json(name: str, description: str, *, headers: bool = True) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _ref(name)}},
-    }
-    if headers:
-        out["headers"] = _RATE_HEADERS
-    return out
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    words = {
-        400: "The request is malformed.",
-        401: "No API key, or not a valid one.",
-        403: "The API key was revoked, or the link is not valid.",
-        404: "Not found (or not yours).",
-        409: "The job is not in a state that allows this.",
-        413: "The upload or body is too large.",
-        415: "The body's content type is not accepted.",
-        422: "The request is well formed but cannot be done (blocked URL, unsupported stems).",
-        429: "Too many requests; see Retry-After.",
-    }
-    out = {str(s): _json("ErrorEnvelope", words[s]) for s in statuses}
-    out["default"] = _json("ErrorEnvelope", "Any other error.")
-    return out
-
-
-_AUTH_ERRORS = (400, 401, 403, 429)
-
-
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": {"type": "string"},
-    }
-
-
-def _query_int(name: str, default: int, low: int, high: int) -> dict[str, Any]:
-    schema = {"type": "integer", "default": default, "minimum": low, "maximum": high}
-    return {"name": name, "in": "query", "required": False, "schema": schema}
-
-
-def _query_enum(name: str, values: list[str]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": {"enum": values}}
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
-
-
-def _stemsplit_paths() -> dict[str, Any]:
-    tags = ["StemSplit-compatible"]
-    job_id = _path_param("jobId", "The job id.")
-    return {
-        "/api/v1/upload": {
-            "post": {
-                "tags": tags,
-                "operationId": "createUpload",
-                "summary": "Get a presigned URL to PUT an audio file to",
-                "requestBody": _body("UploadRequest"),
-                "responses": {"200": _json("UploadTicket", "The ticket.")} | _errors(*_AUTH_ERRORS),
-            }
-        },
-        "/api/v1/uploads/{uploadKey}": {
-            "put": {
-                "tags": tags,
-                "operationId": "putUpload",
-                "summary": "Upload the bytes (the presigned URL; no API key)",
-                "security": [],
-                "parameters": [
-                    _path_param("uploadKey", "The upload key."),
-                    {
-                        "name": "expires",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {
-                        "name": "signature",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/octet-stream": {
-                            "schema": {"type": "string", "format": "binary"}
-                        }
-                    },
-                },
-                "responses": {"200": {"description": "Stored."}} | _errors(400, 403, 404, 413),
-            }
-        },
-        "/api/v1/jobs": {
-            "post": {
-                "tags": tags,
-                "operationId": "createJob",
-                "summary": "Create a separation job from an upload key or a URL",
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 255},
-                    }
-                ],
-                "requestBody": _body("CreateJobRequest"),
-                "responses": {"201": _json("RemoteJob", "The job.")}
-                | _errors(*_AUTH_ERRORS, 404, 413, 422),
-            },
-            "get": {
-                "tags": tags,
-                "operationId": "listJobs",
-                "summary": "List this key's jobs, newest first",
-                "parameters": [
-                    _query_int("limit", 20, 1, 100),
-                    _query_int("offset", 0, 0, 10**9),
-                    _query_enum(
-                        "status", ["PENDING", "PROCESSING", "COMPLETED", "FAILED", "EXPIRED"]
-                    ),
-                ],
-                "responses": {"200": _json("JobList", "One page.")} | _errors(*_AUTH_ERRORS),
-            },
-        },
-        "/api/v1/jobs/{jobId}": {
-            "get": {
-                "tags": tags,
-                "operationId": "getJob",
-                "summary": "A job, with fresh stem links once it is COMPLETED",
-                "parameters": [job_id],
-                "responses": {"200": _json("RemoteJob", "The job.")} | _errors(*_AUTH_ERRORS, 404),
-            }
-        },
-        "/api/v1/balance": {
-            "get": {
-                "tags": tags,
-                "operationId": "getBalance",
-                "summary": "Credit balance (a self-hosted hub has no credits: unlimited)",
-                "responses": {"200": _json("Balance", "The balance.")} | _errors(*_AUTH_ERRORS),
-            }
-        },
-        "/api/v1/webhooks": {
-            "post": {
-                "tags": tags,
-                "operationId": "createWebhook",
-                "summary": "Subscribe a URL to job.completed / job.failed",
-                "requestBody": _body("WebhookCreateRequest"),
-                "responses": {"201": _json("Webhook", "The subscription, with its secret.")}
-                | _errors(*_AUTH_ERRORS, 422),
-            },
-            "get": {
-                "tags": tags,
-                "operationId": "listWebhooks",
-                "summary": "This key's webhook subscriptions",
-                "responses": {"200": _json("WebhookList", "The subscriptions.")}
-                | _errors(*_AUTH_ERRORS),
-            },
-        },
-        "/api/v1/webhooks/{webhookId}": {
-            "delete": {
-                "tags": tags,
-                "operationId": "deleteWebhook",
-                "summary": "Remove a webhook subscription",
-                "parameters": [_path_param("webhookId", "The subscription id.")],
-                "responses": {"200": _json("Deleted", "Removed.")} | _errors(*_AUTH_ERRORS, 404),
-            }
-        },
-    }
-
-
-def _split_form() -> dict[str, Any]:
-    text = {"type": "string"}
-    return {
-        "type": "object",
-        "properties": {
-            "file": {"type": "string", "format": "binary", "description": "The audio."},
-            "url": text,
-            "stems": text,
-            "output_format": text,
-            "quality": text,
-            "callback_url": text,
-            "wait": text,
-            "metadata": {"type": "string", "description": "A JSON object, as text."},
-            "filename": text,
-        },
-    }
-
-
-def _v1_paths() -> dict[str, Any]:
-    tags = ["n8n / Zapier"]
-    job_id = _path_param("jobId", "The job id.")
-    v1_statuses = ["queued", "running", "completed", "failed", "expired", "cancelled"]
-    split_query = [
-        {
-            "name": "wait",
-            "in": "query",
-            "required": False,
-            "schema": {"type": "number", "minimum": 0},
-        },
-        {"name": "filename", "in": "query", "required": False, "schema": {"type": "string"}},
-    ]
-    binary = {"schema": {"type": "string", "format": "binary"}}
-    return {
-        "/v1/split": {
-            "post": {
-                "tags": tags,
-                "operationId": "split",
-                "summary": "Split a song: a file (multipart or raw bytes) or JSON {url}",
-                "description": (
-                    "With `wait` (seconds), answers 200 with the finished job if it ends in "
-                    "time, else 202 with the job and a Location to poll. `callback_url` gets "
-                    "a signed job.completed / job.failed webhook (Standard Webhooks)."
-                ),
-                "parameters": split_query,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": _ref("SplitOptions")},
-                        "multipart/form-data": {"schema": _split_form()},
-                        "audio/mpeg": binary,
-                        "audio/wav": binary,
-                        "application/octet-stream": binary,
-                    },
-                },
-                "responses": {
-                    "200": _json("V1Job", "The job ended within `wait`."),
-                    "202": _json("V1Job", "Accepted; poll Location or wait for the webhook.")
-                    | {
-                        "headers": _RATE_HEADERS
-                        | {"Location": {"schema": {"type": "string"}, "required": True}}
-                    },
-                }
-                | _errors(*_AUTH_ERRORS, 404, 413, 415, 422),
-            }
-        },
-        "/v1/jobs": {
-            "get": {
-                "tags": tags,
-                "operationId": "listJobsV1",
-                "summary": "This key's jobs, newest first (a polling trigger's list)",
-                "parameters": [
-                    _query_int("limit", 20, 1, 100),
-                    _query_int("offset", 0, 0, 10**9),
-                    _query_enum("status", v1_statuses),
-                ],
-                "responses": {"200": _json("V1JobList", "One page.")} | _errors(*_AUTH_ERRORS),
-            }
-        },
-        "/v1/jobs/{jobId}": {
-            "get": {
-                "tags": tags,
-                "operationId": "getJobV1",
-                "summary": "A job",
-                "parameters": [job_id],
-                "responses": {"200": _json("V1Job", "The job.")} | _errors(*_AUTH_ERRORS, 404),
-            }
-        },
-        "/v1/jobs/{jobId}/stems/{stem}": {
-            "get": {
-                "tags": tags,
-                "operationId": "downloadStem",
-                "summary": "One stem as a file (Content-Disposition names it)",
-                "parameters": [job_id, _path_param("stem", "vocals, drums, bass, other...")],
-                "responses": {
-                    "200": {
-                        "description": "The audio.",
-                        "headers": _RATE_HEADERS,
-                        "content": {
-                            "audio/wav": binary,
-                            "audio/mpeg": binary,
-                            "audio/flac": binary,
-                        },
-                    },
-                    "307": {"description": "The stem is kept elsewhere; follow Location."},
-                }
-                | _errors(*_AUTH_ERRORS, 404, 409),
-            }
-        },
-        "/v1/jobs/{jobId}/stems.zip": {
-            "get": {
-                "tags": tags,
-                "operationId": "downloadStemsZip",
-                "summary": "Every stem in one ZIP, streamed",
-                "parameters": [job_id],
-                "responses": {
-                    "200": {
-                        "description": "The ZIP.",
-                        "headers": _RATE_HEADERS,
-                        "content": {"application/zip": binary},
-                    }
-                }
-                | _errors(*_AUTH_ERRORS, 404, 409),
-            }
-        },
-        "/v1/hooks": {
-            "post": {
-                "tags": tags,
-                "operationId": "subscribeHook",
-                "summary": "REST hooks: subscribe a target URL",
-                "requestBody": _body("HookCreate"),
-                "responses": {"201": _json("V1Hook", "The hook, with its signing secret.")}
-                | _errors(*_AUTH_ERRORS, 422),
-            },
-            "get": {
-                "tags": tags,
-                "operationId": "listHooks",
-                "summary": "This key's hooks (disabled ones say why)",
-                "responses": {"200": _json("V1HookList", "The hooks.")} | _errors(*_AUTH_ERRORS),
-            },
-        },
-        "/v1/hooks/{hookId}": {
-            "get": {
-                "tags": tags,
-                "operationId": "getHook",
-                "summary": "One hook",
-                "parameters": [_path_param("hookId", "The hook id.")],
-                "responses": {"200": _json("V1Hook", "The hook.")} | _errors(*_AUTH_ERRORS, 404),
-            },
-            "delete": {
-                "tags": tags,
-                "operationId": "unsubscribeHook",
-                "summary": "REST hooks: unsubscribe",
-                "parameters": [_path_param("hookId", "The hook id.")],
-                "responses": {"200": _json("Deleted", "Removed.")} | _errors(*_AUTH_ERRORS, 404),
-            },
-        },
-    }
-
-
 def _webhooks() -> dict[str, Any]:
     def post(schema: str, summary: str, description: str) -> dict[str, Any]:
         return {
             "post": {
                 "summary": summary,
                 "description": description,
-                "requestBody": {"content": {"application/json": {"schema": _ref(schema)}}},
+                "requestBody": {"content": {"application/json": {"schema": ref(schema)}}},
                 "responses": {"200": {"description": "Any 2xx acknowledges; 410 unsubscribes."}},
             }
         }
@@ -464,8 +296,8 @@ def _webhooks() -> dict[str, Any]:
     }
 
 
-def openapi_document(server_url: str | None = None) -> dict[str, Any]:
-    """The whole document; ``server_url`` becomes its one server when known."""
+def openapi_document(routes: Iterable[BaseRoute], server_url: str | None = None) -> dict[str, Any]:
+    """The document of ``routes``; ``server_url`` becomes its one server when known."""
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -478,7 +310,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "`Authorization: Bearer sk_live_...` or `X-API-Key`."
             ),
         },
-        "paths": _stemsplit_paths() | _v1_paths(),
+        "paths": paths_of(routes),
         "webhooks": _webhooks(),
         "components": {
             "schemas": _schemas(),
@@ -491,6 +323,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "tags": [
             {"name": "n8n / Zapier", "description": "Binary in and out, wait or webhooks."},
             {"name": "StemSplit-compatible", "description": "The hosted API's contract."},
+            {"name": "Operations", "description": "The document, its page and metrics."},
         ],
     }
     if server_url:
@@ -537,4 +370,23 @@ def docs_page(doc: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-__all__ = ["docs_page", "openapi_document"]
+__all__ = [
+    "BINARY",
+    "GUARDED",
+    "RATE_HEADERS",
+    "WITH_BODY",
+    "DocumentedRoute",
+    "docs_page",
+    "documented",
+    "json_body",
+    "json_response",
+    "link",
+    "openapi_document",
+    "operation",
+    "paths_of",
+    "query_enum",
+    "query_int",
+    "query_text",
+    "ref",
+    "with_links",
+]

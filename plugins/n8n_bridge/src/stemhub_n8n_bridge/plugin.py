@@ -12,29 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from stemhub import hookimpl
-from stemhub.errors import ErrorCode, RequestRejected
-from stemhub.quota import humanize_wait, parse_limit
-from stemhub_n8n_bridge.settings import PLATFORM
+from stemhub import ErrorCode, RequestRejected, hookimpl, humanize_wait, parse_limit
+from stemhub_n8n_bridge.settings import PLATFORM, BridgeSettings
 
 if TYPE_CHECKING:
-    import typer
     from starlette.routing import BaseRoute
 
-    from stemhub.hookspecs import FrontendFactory
-    from stemhub.hub import Hub
-    from stemhub.models import Job, JobRequest
+    from stemhub import Job, JobRequest, PluginHub, RegisterCommand, RegisterFrontend
     from stemhub_n8n_bridge.frontend import BridgeFrontend
 
 
-def _build_frontend(hub: Hub) -> BridgeFrontend:
+def _build_frontend(hub: PluginHub) -> BridgeFrontend:
     from stemhub_n8n_bridge.frontend import BridgeFrontend
 
     return BridgeFrontend(hub)
 
 
-def bridge_of(hub: Hub) -> BridgeFrontend | None:
-    frontend = hub.frontends.get(PLATFORM)
+def bridge_of(hub: PluginHub) -> BridgeFrontend | None:
+    frontend = hub.frontend(PLATFORM)
     if frontend is None:
         return None
     # a started frontend means its module is imported already: this import costs nothing
@@ -43,13 +38,17 @@ def bridge_of(hub: Hub) -> BridgeFrontend | None:
     return frontend if isinstance(frontend, BridgeFrontend) else None
 
 
-@hookimpl
-def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
-    register(PLATFORM, _build_frontend)
+def _check_config(hub: PluginHub) -> str:
+    return BridgeSettings().check_config(hub.http_url)
 
 
 @hookimpl
-def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> None:
+def stemhub_register_frontends(register: RegisterFrontend) -> None:
+    register(PLATFORM, _build_frontend, check=_check_config)
+
+
+@hookimpl
+def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: PluginHub) -> None:
     from stemhub_n8n_bridge.routes import bridge_routes
 
     hub.start_frontend(PLATFORM)
@@ -60,14 +59,16 @@ def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> 
 
 
 @hookimpl
-def stemhub_register_commands(cli: typer.Typer) -> None:
-    from stemhub_n8n_bridge.cli import keys_app
-
-    cli.add_typer(keys_app, name="keys")
+def stemhub_register_commands(register: RegisterCommand) -> None:
+    register(
+        "keys",
+        "stemhub_n8n_bridge.cli:keys_app",
+        help="Create, list and revoke API keys of the HTTP bridge (n8n, Zapier, StemSplit SDK).",
+    )
 
 
 @hookimpl
-async def stemhub_check_quota(hub: Hub, request: JobRequest) -> None:
+async def stemhub_check_quota(hub: PluginHub, request: JobRequest) -> None:
     """A key created with ``--quota`` may start only that many jobs per period."""
     origin = request.origin
     if origin.platform != PLATFORM or not origin.api_key_id:
@@ -79,7 +80,7 @@ async def stemhub_check_quota(hub: Hub, request: JobRequest) -> None:
     if key is None or not key.quota:
         return
     limit, window_s = parse_limit(key.quota)
-    wait = await hub.store.take_quota("bridge_key", key.id, limit=limit, window_s=window_s)
+    wait = await hub.take_quota("bridge_key", key.id, limit=limit, window_s=window_s)
     if wait is not None:
         raise RequestRejected(
             ErrorCode.QUOTA_EXCEEDED,
@@ -89,8 +90,35 @@ async def stemhub_check_quota(hub: Hub, request: JobRequest) -> None:
         )
 
 
-@hookimpl
-def stemhub_job_delivered(hub: Hub, job: Job) -> None:
+def _changed(hub: PluginHub, job: Job) -> None:
     bridge = bridge_of(hub)
     if bridge is not None:
+        bridge.reads.forget(job.id)
+
+
+@hookimpl
+def stemhub_job_started(hub: PluginHub, job: Job) -> None:
+    _changed(hub, job)
+
+
+@hookimpl
+def stemhub_job_progress(hub: PluginHub, job: Job) -> None:
+    _changed(hub, job)
+
+
+@hookimpl
+def stemhub_job_completed(hub: PluginHub, job: Job) -> None:
+    _changed(hub, job)
+
+
+@hookimpl
+def stemhub_job_failed(hub: PluginHub, job: Job) -> None:
+    _changed(hub, job)
+
+
+@hookimpl
+def stemhub_job_delivered(hub: PluginHub, job: Job) -> None:
+    bridge = bridge_of(hub)
+    if bridge is not None:
+        bridge.reads.forget(job.id)
         bridge.metrics.job_finished(job)

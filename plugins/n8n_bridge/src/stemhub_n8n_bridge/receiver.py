@@ -10,27 +10,38 @@ the order that costs least to an attacker:
 3. replay: the message id must not have been accepted before within the tolerance
    window, so a capture resent within the window fails too. Retries of one message
    share the id, so a receiver that answered 2xx once is not handed the event again.
+   The id is always one the signature covers (Standard Webhooks signs ``webhook-id``;
+   a StemSplit body carries its ``id`` inside the signed body), never a header an
+   attacker may change.
 
 Each failure raises :class:`WebhookRejected` with a ``reason`` (``forged``, ``stale``,
 ``replayed``, ``malformed``); answer it with 400 or 401 and drop the body.
+
+An id counts as received once the application has processed it. Use
+``with receiver.handle(body, headers) as event:``: when the block raises, the id is
+forgotten again, so the sender's retry of a delivery the application failed to process
+gets through instead of being refused as a replay (or call :meth:`forget` yourself).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from stemhub.stemsplit_wire import SIGNATURE_HEADER, verify_signature
+from stemhub import stemsplit_wire
 
 DEFAULT_TOLERANCE_S = 300.0
+STEMSPLIT_TOLERANCE_S = 27 * 3600.0
+"""A StemSplit body keeps its first timestamp on every retry: allow the retry window."""
 
 
 class WebhookRejected(Exception):
@@ -47,6 +58,11 @@ class ReplayGuard:
         self.clock = clock
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def forget(self, msg_id: str) -> None:
+        """Let ``msg_id`` through again (its processing failed; the sender will retry)."""
+        with self._lock:
+            self._seen.pop(msg_id, None)
 
     def first_time(self, msg_id: str) -> bool:
         now = self.clock()
@@ -82,7 +98,31 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-class StandardWebhookReceiver:
+class _Receiver:
+    replays: ReplayGuard
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+        return self._checked(body, headers)[1]
+
+    def _checked(self, body: bytes, headers: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def forget(self, msg_id: str) -> None:
+        """Accept ``msg_id`` again: its processing failed and the sender will retry it."""
+        self.replays.forget(msg_id)
+
+    @contextlib.contextmanager
+    def handle(self, body: bytes, headers: Mapping[str, str]) -> Iterator[dict[str, Any]]:
+        """Verify, then process in the block; a block that raises leaves the id unseen."""
+        msg_id, event = self._checked(body, headers)
+        try:
+            yield event
+        except BaseException:
+            self.forget(msg_id)
+            raise
+
+
+class StandardWebhookReceiver(_Receiver):
     """Verifies ``/v1`` deliveries (Standard Webhooks) signed with a ``whsec_`` secret."""
 
     def __init__(
@@ -97,8 +137,8 @@ class StandardWebhookReceiver:
         self.clock = clock
         self.replays = ReplayGuard(2 * tolerance_s, clock)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
-        """The parsed event, or :class:`WebhookRejected`."""
+    def _checked(self, body: bytes, headers: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+        """The message id and the parsed event, or :class:`WebhookRejected`."""
         h = _lower(headers)
         msg_id = h.get("webhook-id", "")
         stamp = h.get("webhook-timestamp", "")
@@ -116,9 +156,10 @@ class StandardWebhookReceiver:
             raise WebhookRejected("forged", "No signature matches the body.")
         if abs(self.clock() - int(stamp)) > self.tolerance_s:
             raise WebhookRejected("stale", "The signed timestamp is too far from now.")
+        event = _json_body(body)
         if not self.replays.first_time(msg_id):
             raise WebhookRejected("replayed", f"Message {msg_id} was already received.")
-        return _json_body(body)
+        return msg_id, event
 
 
 def _b64(text: str) -> bytes:
@@ -128,52 +169,56 @@ def _b64(text: str) -> bytes:
         return b""
 
 
-class StemSplitWebhookReceiver:
+class StemSplitWebhookReceiver(_Receiver):
     """Verifies ``/api/v1`` deliveries: ``X-Webhook-Signature`` over the raw body.
 
-    The StemSplit signature covers only the body, and a retry hours later resends the
-    same body, so the signature cannot prove an attempt is fresh: that is why ``/v1``
-    uses Standard Webhooks. What this receiver can do it does: replays are refused by
-    ``X-Webhook-Id`` (stable across retries) for ``replay_window_s``, and with
-    ``tolerance_s`` set, events whose signed ``timestamp`` is older are refused as stale
-    (for receivers that would rather miss a late retry than act on an old event).
+    The StemSplit signature covers only the body, so everything replay protection needs
+    lives in the body: the hub puts the event's ``id`` (the same on every retry) and its
+    ``timestamp`` there, and the official SDK's ``verify_and_parse`` still accepts it
+    (its models keep unknown fields). The ``X-Webhook-Id`` header is not signed and is
+    ignored here. A retry resends the same body, so the age allowed (``tolerance_s``)
+    must cover the sender's retry window (26 hours); ids are remembered that long, so a
+    capture is refused as a replay while it is young and as stale once it is old. A body
+    without an ``id`` (another sender) is keyed by its signature.
     """
 
     def __init__(
         self,
         secret: str,
         *,
-        tolerance_s: float | None = None,
-        replay_window_s: float = 27 * 3600.0,
+        tolerance_s: float = STEMSPLIT_TOLERANCE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.secret = secret
         self.tolerance_s = tolerance_s
         self.clock = clock
-        self.replays = ReplayGuard(replay_window_s, clock)
+        self.replays = ReplayGuard(2 * tolerance_s, clock)
 
-    def verify(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    def _checked(self, body: bytes, headers: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         h = _lower(headers)
-        signature = h.get(SIGNATURE_HEADER.lower())
-        if not verify_signature(body, signature, self.secret):
+        signature = h.get(stemsplit_wire.SIGNATURE_HEADER.lower())
+        if not stemsplit_wire.verify_signature(body, signature, self.secret):
             raise WebhookRejected("forged", "X-Webhook-Signature does not match the body.")
         event = _json_body(body)
-        if self.tolerance_s is not None:
-            stamp = str(event.get("timestamp", "")).replace("Z", "+00:00")
-            try:
-                sent = datetime.fromisoformat(stamp)
-            except ValueError:
-                raise WebhookRejected("malformed", "The body has no valid timestamp.") from None
-            if abs(self.clock() - sent.timestamp()) > self.tolerance_s:
-                raise WebhookRejected("stale", "The event's timestamp is too far from now.")
-        msg_id = h.get("x-webhook-id") or (signature or "")
+        stamp = str(event.get("timestamp", "")).replace("Z", "+00:00")
+        try:
+            sent = datetime.fromisoformat(stamp)
+        except ValueError:
+            raise WebhookRejected("malformed", "The body has no valid timestamp.") from None
+        if sent.tzinfo is None:
+            raise WebhookRejected("malformed", "The body's timestamp has no time zone.")
+        if abs(self.clock() - sent.timestamp()) > self.tolerance_s:
+            raise WebhookRejected("stale", "The event's timestamp is too far from now.")
+        body_id = event.get("id")
+        msg_id = body_id if isinstance(body_id, str) and body_id else f"sig:{signature}"
         if not self.replays.first_time(msg_id):
             raise WebhookRejected("replayed", f"Message {msg_id} was already received.")
-        return event
+        return msg_id, event
 
 
 __all__ = [
     "DEFAULT_TOLERANCE_S",
+    "STEMSPLIT_TOLERANCE_S",
     "ReplayGuard",
     "StandardWebhookReceiver",
     "StemSplitWebhookReceiver",

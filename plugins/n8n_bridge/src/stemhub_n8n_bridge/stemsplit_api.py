@@ -9,7 +9,7 @@ the hub picks; each API key sees only its own jobs, uploads and webhooks.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -17,43 +17,67 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.fetch import FetchPolicy, check_url
-from stemhub.models import JobRequest, Origin, OutputFormat, Quality, Source, SourceKind, StemSet
-from stemhub.outbox import SigningScheme, Subscription
-from stemhub.stemsplit_wire import (
-    IDEMPOTENCY_HEADER,
-    REVEAL_SECRETS,
-    WEBHOOK_EVENTS,
-    CreateJobRequest,
-    RemoteStatus,
-    UploadRequest,
-    Webhook,
-    WebhookCreateRequest,
+from stemhub import (
+    ErrorCode,
+    JobRequest,
+    JobStatus,
+    Origin,
+    OutputFormat,
+    Quality,
+    SigningScheme,
+    Source,
+    SourceKind,
+    StemhubError,
+    StemSet,
+    Subscription,
+    stemsplit_wire,
 )
-from stemhub_n8n_bridge._http import Guard, endpoint, invalid, open_endpoint, query_int, read_json
-from stemhub_n8n_bridge._http import route as make_route
+from stemhub_n8n_bridge import handlers
+from stemhub_n8n_bridge._http import (
+    MAX_URL_CHARS,
+    Guard,
+    Handler,
+    check_length,
+    check_metadata,
+    endpoint,
+    invalid,
+    open_endpoint,
+    read_json,
+)
 from stemhub_n8n_bridge.frontend import DIALECT_STEMSPLIT, PLATFORM
 from stemhub_n8n_bridge.keys import ApiError, ApiKey
+from stemhub_n8n_bridge.openapi import (
+    BINARY,
+    GUARDED,
+    documented,
+    json_body,
+    json_response,
+    link,
+    operation,
+    query_enum,
+    query_int,
+    query_text,
+    with_links,
+)
 from stemhub_n8n_bridge.wire import core_statuses, parse_stem_set, stemsplit_job
 
 if TYPE_CHECKING:
-    from stemhub.models import Job
+    from stemhub import Job
     from stemhub_n8n_bridge.frontend import BridgeFrontend
 
 PREFIX = "/api/v1"
-_YOUTUBE_HOSTS = ("youtube.com", "youtu.be")
 UNLIMITED_SECONDS = 2**31 - 1
-
-
-def idempotency_key(key: ApiKey, header: str | None) -> str | None:
-    """The core's (global) idempotency key for one API key's ``Idempotency-Key``."""
-    if not header:
-        return None
-    if len(header) > 255:
-        raise invalid("Idempotency-Key is longer than 255 characters.")
-    digest = hashlib.sha256(header.encode()).hexdigest()[:40]
-    return f"{PLATFORM}:{key.id}:{digest}"
+_LISTED = [
+    stemsplit_wire.RemoteStatus.PENDING,
+    stemsplit_wire.RemoteStatus.PROCESSING,
+    stemsplit_wire.RemoteStatus.COMPLETED,
+    stemsplit_wire.RemoteStatus.FAILED,
+    stemsplit_wire.RemoteStatus.EXPIRED,
+]
+"""The statuses ``GET /jobs?status=`` filters by."""
+WITH_BODY = (400, 408)
+"""What reading a body can answer here: too large is 400 ``FILE_TOO_LARGE``, as on the
+hosted API, so the SDK raises the same error class."""
 
 
 def parse_options(
@@ -74,35 +98,9 @@ def parse_options(
     return stems, chosen_quality, chosen_format
 
 
-def check_callback(bridge: BridgeFrontend, url: str | None, field: str) -> str | None:
-    if url is None:
-        return None
-    try:
-        bridge.outbox.check_target(url)
-    except StemhubError as error:
-        raise StemhubError(error.code, f"{field}: {error.message}") from None
-    return url
-
-
-def source_for_url(bridge: BridgeFrontend, url: str, file_name: str | None) -> Source:
-    check_url(url, FetchPolicy.from_settings(bridge.hub.settings))
-    host = url.split("/", 3)[2].lower() if url.count("/") >= 2 else ""
-    kind = SourceKind.YOUTUBE if host.endswith(_YOUTUBE_HOSTS) else SourceKind.URL
-    return Source(kind=kind, url=url, filename=file_name)
-
-
-async def owned_job(bridge: BridgeFrontend, key: ApiKey, job_id: str) -> Job:
-    job = await bridge.hub.get_job(job_id) if job_id.isascii() and job_id.isalnum() else None
-    if job is None or job.origin.api_key_id != key.id:
-        raise ApiError(ErrorCode.NOT_FOUND, "JOB_NOT_FOUND", f"There is no job {job_id}.")
-    return job
-
-
 def webhook_body(sub: Subscription, *, reveal: bool) -> dict[str, object]:
-    def when(value: float | None) -> datetime | None:
-        return datetime.fromtimestamp(value, UTC) if value is not None else None
-
-    hook = Webhook(
+    when = handlers.when
+    hook = stemsplit_wire.Webhook(
         id=sub.id,
         url=sub.target_url,
         events=sub.events,
@@ -113,11 +111,112 @@ def webhook_body(sub: Subscription, *, reveal: bool) -> dict[str, object]:
         created_at=when(sub.created_at),
         secret=sub.secret if reveal else None,
     )
-    body = hook.model_dump(mode="json", by_alias=True, context={REVEAL_SECRETS: reveal})
+    body = hook.model_dump(
+        mode="json", by_alias=True, context={stemsplit_wire.REVEAL_SECRETS: reveal}
+    )
     if not reveal:
         body.pop("secret", None)
     body["disabledReason"] = sub.disabled_reason
     return body
+
+
+TAGS = ["StemSplit-compatible"]
+_JOB_LINKS = {"GetJob": link("getJob", job_id="$response.body#/id")}
+CREATE_UPLOAD = operation(
+    "createUpload",
+    "Get a presigned URL to PUT an audio file to",
+    {200: json_response("UploadTicket", "The ticket.")},
+    errors=(*GUARDED, *WITH_BODY),
+    tags=TAGS,
+    body=json_body("UploadRequest"),
+)
+PUT_UPLOAD = operation(
+    "putUpload",
+    "Upload the bytes (the presigned URL; no API key)",
+    {200: {"description": "Stored."}},
+    errors=(*WITH_BODY, 403, 404, 409),
+    tags=TAGS,
+    public=True,
+    parameters=[query_text("expires", required=True), query_text("signature", required=True)],
+    body={"required": True, "content": {"application/octet-stream": BINARY}},
+)
+CREATE_JOB = operation(
+    "createJob",
+    "Create a separation job from an upload key or a URL",
+    {201: with_links(json_response("BridgeJob", "The job."), **_JOB_LINKS)},
+    errors=(*GUARDED, *WITH_BODY, 409, 422),
+    tags=TAGS,
+    parameters=[
+        {
+            "name": stemsplit_wire.IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+        }
+    ],
+    body=json_body("CreateJobRequest"),
+)
+LIST_JOBS = operation(
+    "listJobs",
+    "List this key's jobs, newest first",
+    {200: json_response("JobList", "One page.")},
+    errors=(*GUARDED, 400),
+    tags=TAGS,
+    parameters=[
+        query_int("limit", 20, 1, handlers.MAX_PAGE),
+        query_int("offset", 0, 0, 10**9),
+        query_enum("status", [s.value for s in _LISTED]),
+    ],
+)
+GET_JOB = operation(
+    "getJob",
+    "A job, with fresh stem links and its result page once it is COMPLETED",
+    {200: json_response("BridgeJob", "The job.")},
+    errors=(*GUARDED, 404),
+    tags=TAGS,
+)
+BALANCE = operation(
+    "getBalance",
+    "Credit balance (a self-hosted hub has no credits: unlimited)",
+    {200: json_response("Balance", "The balance.")},
+    errors=GUARDED,
+    tags=TAGS,
+)
+CREATE_WEBHOOK = operation(
+    "createWebhook",
+    "Subscribe a URL to job.completed / job.failed",
+    {
+        201: with_links(
+            json_response("Webhook", "The subscription, with its secret."),
+            DeleteWebhook=link("deleteWebhook", webhook_id="$response.body#/id"),
+        )
+    },
+    errors=(*GUARDED, *WITH_BODY, 422),
+    tags=TAGS,
+    body=json_body("WebhookCreateRequest"),
+)
+LIST_WEBHOOKS = operation(
+    "listWebhooks",
+    "This key's webhook subscriptions",
+    {200: json_response("WebhookList", "The subscriptions.")},
+    errors=GUARDED,
+    tags=TAGS,
+)
+DELETE_WEBHOOK = operation(
+    "deleteWebhook",
+    "Remove a webhook subscription",
+    {200: json_response("Deleted", "Removed.")},
+    errors=(*GUARDED, 404),
+    tags=TAGS,
+)
+
+
+def _missing(job_id: str) -> StemhubError:
+    return ApiError(ErrorCode.NOT_FOUND, "JOB_NOT_FOUND", f"There is no job {job_id}.")
+
+
+def _statuses(word: str) -> list[JobStatus]:
+    return core_statuses(stemsplit_wire.RemoteStatus(word))
 
 
 def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
@@ -125,10 +224,12 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
 
     def snapshot(job: Job) -> dict[str, object]:
         retention_s = hub.settings.retention_hours * 3600
-        return stemsplit_job(job, bridge.links(job), retention_s=retention_s)
+        links = bridge.links(job)
+        page = handlers.page_url(bridge, job, links)
+        return stemsplit_job(job, links, retention_s=retention_s, page_url=page)
 
     async def create_upload(request: Request, key: ApiKey) -> Response:
-        body = await read_json(request, UploadRequest)
+        body = await read_json(request, stemsplit_wire.UploadRequest)
         if not body.filename.strip() or len(body.filename) > 255:
             raise invalid("filename must be 1 to 255 characters.")
         ticket = await bridge.uploads.ticket(
@@ -141,18 +242,27 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         return Response(status_code=200)
 
     async def create_job(request: Request, key: ApiKey) -> Response:
-        idem = idempotency_key(key, request.headers.get(IDEMPOTENCY_HEADER))
-        if idem is not None:
-            existing = await hub.store.get_job_by_idempotency_key(idem)
-            if existing is not None:
-                return JSONResponse(snapshot(existing), status_code=201)
-        body = await read_json(request, CreateJobRequest)
+        idem = handlers.idempotency_key(key, request.headers.get(stemsplit_wire.IDEMPOTENCY_HEADER))
+        body = await read_json(request, stemsplit_wire.CreateJobRequest)
+        params = body.model_dump(mode="json", exclude={"upload_key"})
+        uploaded = (
+            await bridge.uploads.describe(key.id, body.upload_key) if body.upload_key else None
+        )
+        print_ = handlers.fingerprint(params, uploaded)
+        existing = await handlers.replay(bridge, idem, print_)
+        if existing is not None:
+            return JSONResponse(snapshot(existing), status_code=201)
         if (body.upload_key is None) == (body.source_url is None):
             raise invalid("Give exactly one of uploadKey and sourceUrl.")
+        check_length(body.file_name, "fileName")
+        check_length(body.upload_key, "uploadKey", 64)
+        check_length(body.source_url, "sourceUrl", MAX_URL_CHARS)
+        check_length(body.callback_url, "callbackUrl", MAX_URL_CHARS)
+        check_metadata(body.metadata)
         stems, quality, output_format = parse_options(
             body.output_type, body.quality, body.output_format, default=StemSet.BOTH
         )
-        callback = check_callback(bridge, body.callback_url, "callbackUrl")
+        callback = handlers.check_callback(bridge, body.callback_url, "callbackUrl")
         if body.upload_key is not None:
             upload = await bridge.uploads.take(key.id, body.upload_key)
             source = Source(
@@ -163,8 +273,8 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
                 size_bytes=upload.size_bytes,
             )
         else:
-            source = source_for_url(bridge, body.source_url or "", body.file_name)
-        context: dict[str, object] = {"dialect": DIALECT_STEMSPLIT}
+            source = handlers.source_for_url(bridge, body.source_url or "", body.file_name)
+        context: dict[str, object] = {"dialect": DIALECT_STEMSPLIT, handlers.FINGERPRINT: print_}
         if callback:
             context["callback_url"] = callback
         job = await hub.submit(
@@ -180,39 +290,29 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         )
         return JSONResponse(snapshot(job), status_code=201)
 
-    async def get_job(request: Request, key: ApiKey) -> Response:
-        job = await owned_job(bridge, key, request.path_params["job_id"])
+    async def render(job: Job) -> tuple[bytes, bool]:
         soon = datetime.now(UTC) + timedelta(minutes=1)
         stale = any(o.url and o.expires_at and o.expires_at < soon for o in job.outputs.values())
         if stale and job.remote_id:
             with contextlib.suppress(StemhubError):
                 job = await hub.refresh_links(job.id)
-        return JSONResponse(snapshot(job))
+        return bytes(JSONResponse(snapshot(job)).body), not stale
+
+    async def get_job(request: Request, key: ApiKey) -> Response:
+        return await handlers.read_job(bridge, "stemsplit", request, key, render, _missing)
 
     async def list_jobs(request: Request, key: ApiKey) -> Response:
-        limit = query_int(request, "limit", 20, 1, 100)
-        offset = query_int(request, "offset", 0, 0, 10**9)
-        wanted = request.query_params.get("status")
-        statuses = None
-        if wanted:
-            try:
-                statuses = core_statuses(RemoteStatus(wanted.strip().upper()))
-            except ValueError:
-                raise invalid(
-                    "status must be PENDING, PROCESSING, COMPLETED, FAILED or EXPIRED."
-                ) from None
-        jobs = await hub.store.list_jobs(
-            statuses=statuses, api_key_id=key.id, limit=limit, offset=offset
-        )
-        total = await hub.store.count_jobs(statuses=statuses, api_key_id=key.id)
+        words = ", ".join(s.value for s in _LISTED)
+        statuses = handlers.status_filter(request, _statuses, f"one of {words}")
+        page = await handlers.page_of_jobs(bridge, request, key, statuses)
         return JSONResponse(
             {
-                "jobs": [snapshot(job) for job in jobs],
+                "jobs": [snapshot(job) for job in page.jobs],
                 "pagination": {
-                    "total": total,
-                    "limit": limit,
-                    "offset": offset,
-                    "hasMore": offset + len(jobs) < total,
+                    "total": page.total,
+                    "limit": page.limit,
+                    "offset": page.offset,
+                    "hasMore": page.has_more,
                 },
             }
         )
@@ -231,13 +331,12 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         )
 
     async def create_webhook(request: Request, key: ApiKey) -> Response:
-        body = await read_json(request, WebhookCreateRequest)
-        unknown = sorted(set(body.events) - set(WEBHOOK_EVENTS))
-        if unknown or not body.events:
-            raise invalid(f"events must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.")
-        check_callback(bridge, body.url, "url")
+        body = await read_json(request, stemsplit_wire.WebhookCreateRequest)
+        check_length(body.url, "url", MAX_URL_CHARS)
+        events = handlers.check_events(body.events)
+        handlers.check_callback(bridge, body.url, "url")
         sub = await bridge.outbox.subscribe(
-            key.id, body.url, list(dict.fromkeys(body.events)), scheme=SigningScheme.STEMSPLIT
+            key.id, body.url, events, scheme=SigningScheme.STEMSPLIT
         )
         return JSONResponse(webhook_body(sub, reveal=True), status_code=201)
 
@@ -247,25 +346,26 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         return JSONResponse({"webhooks": hooks})
 
     async def delete_webhook(request: Request, key: ApiKey) -> Response:
-        if not await bridge.outbox.unsubscribe(request.path_params["webhook_id"], key.id):
-            raise StemhubError(ErrorCode.NOT_FOUND, "There is no such webhook.")
-        return JSONResponse({"deleted": True})
+        webhook_id = request.path_params["webhook_id"]
+        return await handlers.unsubscribe(bridge, key, webhook_id, "webhook")
 
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        return endpoint(guard, "stemsplit", handler)
+
+    put = open_endpoint("stemsplit", put_upload)
     return [
-        make_route(PREFIX + "/upload", endpoint(guard, "stemsplit", create_upload), "POST"),
-        make_route(PREFIX + "/uploads/{upload_key}", open_endpoint("stemsplit", put_upload), "PUT"),
-        make_route(PREFIX + "/jobs", endpoint(guard, "stemsplit", create_job), "POST"),
-        make_route(PREFIX + "/jobs", endpoint(guard, "stemsplit", list_jobs), "GET"),
-        make_route(PREFIX + "/jobs/{job_id}", endpoint(guard, "stemsplit", get_job), "GET"),
-        make_route(PREFIX + "/balance", endpoint(guard, "stemsplit", balance), "GET"),
-        make_route(PREFIX + "/webhooks", endpoint(guard, "stemsplit", create_webhook), "POST"),
-        make_route(PREFIX + "/webhooks", endpoint(guard, "stemsplit", list_webhooks), "GET"),
-        make_route(
-            PREFIX + "/webhooks/{webhook_id}",
-            endpoint(guard, "stemsplit", delete_webhook),
-            "DELETE",
+        documented(PREFIX + "/upload", api(create_upload), "POST", CREATE_UPLOAD),
+        documented(PREFIX + "/uploads/{upload_key}", put, "PUT", PUT_UPLOAD),
+        documented(PREFIX + "/jobs", api(create_job), "POST", CREATE_JOB),
+        documented(PREFIX + "/jobs", api(list_jobs), "GET", LIST_JOBS),
+        documented(PREFIX + "/jobs/{job_id}", api(get_job), "GET", GET_JOB),
+        documented(PREFIX + "/balance", api(balance), "GET", BALANCE),
+        documented(PREFIX + "/webhooks", api(create_webhook), "POST", CREATE_WEBHOOK),
+        documented(PREFIX + "/webhooks", api(list_webhooks), "GET", LIST_WEBHOOKS),
+        documented(
+            PREFIX + "/webhooks/{webhook_id}", api(delete_webhook), "DELETE", DELETE_WEBHOOK
         ),
     ]
 
 
-__all__ = ["PREFIX", "idempotency_key", "owned_job", "parse_options", "routes"]
+__all__ = ["PREFIX", "parse_options", "routes"]

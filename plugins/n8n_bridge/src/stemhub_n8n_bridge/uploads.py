@@ -31,20 +31,19 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.fetch import format_bytes
-from stemhub.stemsplit_wire import content_type_for
+from stemhub import ErrorCode, StemhubError, format_bytes, stemsplit_wire
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from stemhub.hub import Hub
+    from stemhub import PluginHub
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "n8n_bridge.uploads"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
+USED_SUFFIX = ":used"
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,13 @@ def discard(path: Path | None) -> None:
         path.unlink(missing_ok=True)
 
 
+def _used_error() -> StemhubError:
+    return StemhubError(
+        ErrorCode.CONFLICT,
+        "This upload already started a job; ask for a new upload URL for another file.",
+    )
+
+
 def _too_large(limit: int) -> StemhubError:
     return StemhubError(
         ErrorCode.FILE_TOO_LARGE,
@@ -78,13 +84,12 @@ def _too_large(limit: int) -> StemhubError:
 
 
 class Uploads:
-    def __init__(self, hub: Hub, *, ttl_s: int) -> None:
+    def __init__(self, hub: PluginHub, *, ttl_s: int) -> None:
         self.hub = hub
         self.ttl_s = ttl_s
-        self.folder = hub.settings.work_dir / "bridge-uploads"
-        self._key = hashlib.sha256(
-            b"stemhub-n8n-bridge-upload\x00" + hub.settings.resolved_signing_key()
-        ).digest()
+        self.folder = hub.work_dir("bridge-uploads")
+        self._key = hub.derive_key("n8n-bridge-upload")
+        self.state = hub.kv(NAMESPACE)
 
     @property
     def max_bytes(self) -> int:
@@ -105,12 +110,12 @@ class Uploads:
     ) -> dict[str, Any]:
         """``POST /upload``: a key and a presigned PUT URL on this bridge."""
         name = clean_filename(filename)
-        ctype = content_type or content_type_for(name)
+        ctype = content_type or stemsplit_wire.content_type_for(name)
         upload_key = "upl_" + secrets.token_hex(12)
         expires = int(time.time()) + self.ttl_s
         record = {"owner": owner, "filename": name, "content_type": ctype, "expires": expires}
         keep_s = self.ttl_s + self.hub.settings.retention_hours * 3600
-        await self.hub.store.kv_put(NAMESPACE, upload_key, record, ttl_s=keep_s)
+        await self.state.put(upload_key, record, ttl_s=keep_s)
         signature = self._signature(upload_key, expires)
         url = f"{base_url}/api/v1/uploads/{upload_key}?expires={expires}&signature={signature}"
         return {
@@ -137,29 +142,59 @@ class Uploads:
             raise StemhubError(
                 ErrorCode.FORBIDDEN, "This upload link has expired; ask for a new one."
             )
-        record = await self.hub.store.kv_get(NAMESPACE, upload_key)
+        record = await self.state.get(upload_key)
         if not isinstance(record, dict):
             raise StemhubError(ErrorCode.NOT_FOUND, "There is no such upload.")
+        if await self._used(upload_key):
+            raise _used_error()
         received = await self.stream_body(request, suffix=Path(record["filename"]).suffix)
+        if await self._used(upload_key):
+            discard(received.path)
+            raise _used_error()
         old = record.get("path")
         record.update(path=str(received.path), size=received.size_bytes)
-        keep_s = self.ttl_s + self.hub.settings.retention_hours * 3600
-        await self.hub.store.kv_put(NAMESPACE, upload_key, record, ttl_s=keep_s)
+        await self.state.put(upload_key, record, ttl_s=self._keep_s)
         if old and old != str(received.path):
             discard(Path(old))
 
+    @property
+    def _keep_s(self) -> float:
+        return self.ttl_s + self.hub.settings.retention_hours * 3600
+
+    async def _used(self, upload_key: str) -> bool:
+        return await self.state.get(upload_key + USED_SUFFIX) is not None
+
+    async def describe(self, owner: str, upload_key: str) -> tuple[str, int] | None:
+        """The name and size of what was uploaded (what an idempotent retry is compared on)."""
+        record = await self.state.get(upload_key)
+        if not isinstance(record, dict) or record.get("owner") != owner:
+            return None
+        return str(record["filename"]), int(record.get("size") or 0)
+
     async def take(self, owner: str, upload_key: str) -> Received:
-        """The uploaded file behind ``upload_key`` (the key's own uploads only)."""
-        record = await self.hub.store.kv_get(NAMESPACE, upload_key)
+        """The uploaded file behind ``upload_key`` (the key's own uploads only), once.
+
+        An upload starts one job: the first caller across all hubs marks it used and the
+        file moves to a name no upload URL leads to, so a late PUT to the same link can
+        neither replace nor delete the input of the job it started.
+        """
+        record = await self.state.get(upload_key)
         if not isinstance(record, dict) or record.get("owner") != owner:
             raise StemhubError(ErrorCode.INVALID_REQUEST, "Unknown uploadKey.")
         path = record.get("path")
         if not path or not await anyio.Path(path).is_file():
+            if await self._used(upload_key):
+                raise _used_error()
             raise StemhubError(
                 ErrorCode.INVALID_REQUEST,
                 "Nothing was uploaded to this uploadKey yet: PUT the file to uploadUrl first.",
             )
-        return Received(Path(path), record["filename"], record["content_type"], record["size"])
+        if not await self.state.add(upload_key + USED_SUFFIX, True, ttl_s=self._keep_s):
+            raise _used_error()
+        source = Path(path)
+        owned = source.with_name(source.name + ".job")
+        await anyio.Path(source).rename(owned)
+        return Received(owned, record["filename"], record["content_type"], record["size"])
 
     # bodies
 

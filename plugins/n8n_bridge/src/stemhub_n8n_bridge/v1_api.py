@@ -12,92 +12,57 @@ signed with Standard Webhooks headers.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.models import JobRequest, JobStatus, Origin, Source, SourceKind
-from stemhub.outbox import SigningScheme, Subscription
-from stemhub.stemsplit_wire import WEBHOOK_EVENTS
-from stemhub_n8n_bridge._http import Guard, endpoint, invalid, query_int, read_json
-from stemhub_n8n_bridge._http import route as make_route
+from stemhub import (
+    ErrorCode,
+    JobRequest,
+    JobStatus,
+    Origin,
+    SigningScheme,
+    Source,
+    SourceKind,
+    StemhubError,
+    Subscription,
+)
+from stemhub_n8n_bridge import handlers
+from stemhub_n8n_bridge._http import Guard, check_metadata, endpoint, invalid, read_json
 from stemhub_n8n_bridge.downloads import stem_download, stems_zip
 from stemhub_n8n_bridge.frontend import DIALECT_V1, PLATFORM
 from stemhub_n8n_bridge.keys import ApiKey
-from stemhub_n8n_bridge.stemsplit_api import check_callback, idempotency_key, source_for_url
+from stemhub_n8n_bridge.openapi import (
+    BINARY,
+    GUARDED,
+    RATE_HEADERS,
+    WITH_BODY,
+    documented,
+    json_body,
+    json_response,
+    link,
+    operation,
+    query_enum,
+    query_int,
+    with_links,
+)
 from stemhub_n8n_bridge.uploads import Received, discard
-from stemhub_n8n_bridge.wire import v1_job
+from stemhub_n8n_bridge.wire import HookCreate, SplitOptions, V1Hook, v1_job
 
 if TYPE_CHECKING:
-    from stemhub.models import Job
+    from stemhub import Job
     from stemhub_n8n_bridge.frontend import BridgeFrontend
 
 PREFIX = "/v1"
 _BINARY_TYPES = ("audio/", "video/", "application/octet-stream")
 
 
-class SplitOptions(BaseModel):
-    """What ``POST /v1/split`` accepts, as JSON, form fields or query parameters."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    url: str | None = Field(default=None, max_length=8192)
-    stems: str | list[str] = "FOUR_STEMS"
-    output_format: str = "MP3"
-    quality: str = "BALANCED"
-    callback_url: str | None = Field(default=None, max_length=8192)
-    wait: float = Field(default=0.0, ge=0, le=3600)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    filename: str | None = Field(default=None, max_length=255)
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _metadata_text(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value) if value.strip() else {}
-            except ValueError:
-                raise ValueError("metadata must be a JSON object") from None
-        return value
-
-    @field_validator("url", "callback_url", "filename", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-
-class HookCreate(BaseModel):
-    """``POST /v1/hooks`` (the REST hooks subscribe call of Zapier and n8n triggers)."""
-
-    target_url: str = Field(max_length=8192)
-    events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS))
-
-
-class V1Hook(BaseModel):
-    id: str
-    target_url: str
-    events: list[str]
-    active: bool
-    fail_count: int
-    last_error: str | None
-    disabled_reason: str | None
-    last_called_at: datetime | None
-    created_at: datetime
-    secret: str | None = Field(
-        default=None, description="Only in the answer to the POST that created the hook."
-    )
-
-
 def hook_body(sub: Subscription, *, reveal: bool) -> dict[str, Any]:
-    def when(value: float | None) -> datetime | None:
-        return datetime.fromtimestamp(value, UTC) if value is not None else None
-
+    when = handlers.when
     return V1Hook(
         id=sub.id,
         target_url=sub.target_url,
@@ -121,17 +86,180 @@ def _options(values: dict[str, Any]) -> SplitOptions:
         raise invalid(f"{where}: {first.get('msg', 'is not valid')}") from None
 
 
+TAGS = ["n8n / Zapier"]
+V1_STATUSES = ["queued", "running", "completed", "failed", "expired", "cancelled"]
+_DOWNLOAD_LINKS = {
+    "DownloadStemsZip": link("downloadStemsZip", job_id="$response.body#/id"),
+    "DownloadStem": link(
+        "downloadStem", job_id="$response.body#/id", stem="$response.body#/stems_requested/0"
+    ),
+}
+_JOB_LINKS = {"GetJob": link("getJobV1", job_id="$response.body#/id"), **_DOWNLOAD_LINKS}
+_HOOK_LINKS = {
+    "GetHook": link("getHook", hook_id="$response.body#/id"),
+    "Unsubscribe": link("unsubscribeHook", hook_id="$response.body#/id"),
+}
+
+
+def _split_form() -> dict[str, Any]:
+    text = {"type": "string"}
+    return {
+        "type": "object",
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "The audio."},
+            "url": text,
+            "stems": text,
+            "output_format": text,
+            "quality": text,
+            "callback_url": text,
+            "wait": text,
+            "metadata": {"type": "string", "description": "A JSON object, as text."},
+            "filename": text,
+        },
+    }
+
+
+SPLIT = operation(
+    "split",
+    "Split a song: a file (multipart or raw bytes) or JSON {url}",
+    {
+        200: with_links(json_response("V1Job", "The job ended within `wait`."), **_JOB_LINKS),
+        202: with_links(
+            json_response("V1Job", "Accepted; poll Location or wait for the webhook.")
+            | {
+                "headers": RATE_HEADERS
+                | {"Location": {"schema": {"type": "string"}, "required": True}}
+            },
+            **_JOB_LINKS,
+        ),
+    },
+    errors=(*GUARDED, *WITH_BODY, 409, 415, 422),
+    tags=TAGS,
+    description=(
+        "With `wait` (seconds), answers 200 with the finished job if it ends in time, else "
+        "202 with the job and a Location to poll. `callback_url` gets a signed "
+        "job.completed / job.failed webhook (Standard Webhooks). A completed job's "
+        "`result_page_url` opens its result page."
+    ),
+    parameters=[
+        {
+            "name": "wait",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "number", "minimum": 0},
+        },
+        {"name": "filename", "in": "query", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+        },
+    ],
+    body={
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SplitOptions"}},
+            "multipart/form-data": {"schema": _split_form()},
+            "audio/mpeg": BINARY,
+            "audio/wav": BINARY,
+            "application/octet-stream": BINARY,
+        },
+    },
+)
+LIST_JOBS = operation(
+    "listJobsV1",
+    "This key's jobs, newest first (a polling trigger's list)",
+    {200: json_response("V1JobList", "One page.")},
+    errors=(*GUARDED, 400),
+    tags=TAGS,
+    parameters=[
+        query_int("limit", 20, 1, handlers.MAX_PAGE),
+        query_int("offset", 0, 0, 10**9),
+        query_enum("status", V1_STATUSES),
+    ],
+)
+GET_JOB = operation(
+    "getJobV1",
+    "A job (with `result_page_url` once it completed)",
+    {200: with_links(json_response("V1Job", "The job."), **_DOWNLOAD_LINKS)},
+    errors=(*GUARDED, 404),
+    tags=TAGS,
+)
+_DOWNLOAD_ERRORS = (*GUARDED, 404, 409, 410)
+DOWNLOAD_STEM = operation(
+    "downloadStem",
+    "One stem as a file (Content-Disposition names it)",
+    {
+        200: {
+            "description": "The audio.",
+            "headers": RATE_HEADERS,
+            "content": {"audio/wav": BINARY, "audio/mpeg": BINARY, "audio/flac": BINARY},
+        },
+        307: {"description": "The stem is kept elsewhere; follow Location."},
+    },
+    errors=_DOWNLOAD_ERRORS,
+    tags=TAGS,
+)
+DOWNLOAD_ZIP = operation(
+    "downloadStemsZip",
+    "Every stem in one ZIP, streamed",
+    {
+        200: {
+            "description": "The ZIP.",
+            "headers": RATE_HEADERS,
+            "content": {"application/zip": BINARY},
+        }
+    },
+    errors=_DOWNLOAD_ERRORS,
+    tags=TAGS,
+)
+SUBSCRIBE = operation(
+    "subscribeHook",
+    "REST hooks: subscribe a target URL",
+    {201: with_links(json_response("V1Hook", "The hook, with its signing secret."), **_HOOK_LINKS)},
+    errors=(*GUARDED, *WITH_BODY, 422),
+    tags=TAGS,
+    body=json_body("HookCreate"),
+)
+LIST_HOOKS = operation(
+    "listHooks",
+    "This key's hooks (disabled ones say why)",
+    {200: json_response("V1HookList", "The hooks.")},
+    errors=GUARDED,
+    tags=TAGS,
+)
+GET_HOOK = operation(
+    "getHook",
+    "One hook",
+    {200: json_response("V1Hook", "The hook.")},
+    errors=(*GUARDED, 404),
+    tags=TAGS,
+)
+UNSUBSCRIBE = operation(
+    "unsubscribeHook",
+    "REST hooks: unsubscribe",
+    {200: json_response("Deleted", "Removed.")},
+    errors=(*GUARDED, 404),
+    tags=TAGS,
+)
+
+
+def _missing(job_id: str) -> StemhubError:
+    return StemhubError(ErrorCode.NOT_FOUND, f"There is no job {job_id}.")
+
+
+def _statuses(word: str) -> list[JobStatus]:
+    return [JobStatus(word)]
+
+
 def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
     hub = bridge.hub
 
-    async def job_for(key: ApiKey, job_id: str) -> Job:
-        job = await hub.get_job(job_id) if job_id.isascii() and job_id.isalnum() else None
-        if job is None or job.origin.api_key_id != key.id:
-            raise StemhubError(ErrorCode.NOT_FOUND, f"There is no job {job_id}.")
-        return job
-
     def body_of(job: Job) -> dict[str, Any]:
-        return v1_job(job, bridge.links(job), base_url=bridge.base_url).model_dump(mode="json")
+        links = bridge.links(job)
+        page = handlers.page_url(bridge, job, links)
+        return v1_job(job, links, base_url=bridge.base_url, page_url=page).model_dump(mode="json")
 
     async def read_split(request: Request) -> tuple[SplitOptions, Received | None]:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -161,8 +289,17 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         )
 
     async def split(request: Request, key: ApiKey) -> Response:
+        idem = handlers.idempotency_key(key, request.headers.get("idempotency-key"))
         options, received = await read_split(request)
         try:
+            check_metadata(options.metadata)
+            upload = (received.filename, received.size_bytes) if received is not None else None
+            print_ = handlers.fingerprint(options.model_dump(mode="json"), upload)
+            existing = await handlers.replay(bridge, idem, print_)
+            if existing is not None:
+                if received is not None:
+                    discard(received.path)
+                return await answer(existing, options)
             if received is not None:
                 source = Source(
                     kind=SourceKind.FILE,
@@ -172,11 +309,11 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
                     size_bytes=received.size_bytes,
                 )
             elif options.url:
-                source = source_for_url(bridge, options.url, options.filename)
+                source = handlers.source_for_url(bridge, options.url, options.filename)
             else:
                 raise invalid("Send a file (multipart or raw body) or a url.")
-            callback = check_callback(bridge, options.callback_url, "callback_url")
-            context: dict[str, Any] = {"dialect": DIALECT_V1}
+            callback = handlers.check_callback(bridge, options.callback_url, "callback_url")
+            context: dict[str, Any] = {"dialect": DIALECT_V1, handlers.FINGERPRINT: print_}
             if callback:
                 context["callback_url"] = callback
             try:
@@ -187,7 +324,7 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
                     quality=options.quality.strip().upper(),
                     origin=Origin(platform=PLATFORM, api_key_id=key.id, context=context),
                     metadata=options.metadata,
-                    idempotency_key=idempotency_key(key, request.headers.get("idempotency-key")),
+                    idempotency_key=idem,
                 )
             except ValidationError as exc:
                 first = exc.errors()[0]
@@ -198,6 +335,9 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
             if received is not None:
                 discard(received.path)
             raise
+        return await answer(job, options)
+
+    async def answer(job: Job, options: SplitOptions) -> Response:
         wait = min(options.wait, bridge.settings.max_wait_s)
         if wait > 0 and not job.finished:
             try:
@@ -209,53 +349,40 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
             return JSONResponse(body, status_code=200)
         return JSONResponse(body, status_code=202, headers={"Location": body["status_url"]})
 
+    async def render(job: Job) -> tuple[bytes, bool]:
+        return bytes(JSONResponse(body_of(job)).body), True
+
     async def get_job(request: Request, key: ApiKey) -> Response:
-        return JSONResponse(body_of(await job_for(key, request.path_params["job_id"])))
+        return await handlers.read_job(bridge, "v1", request, key, render, _missing)
 
     async def list_jobs(request: Request, key: ApiKey) -> Response:
-        limit = query_int(request, "limit", 20, 1, 100)
-        offset = query_int(request, "offset", 0, 0, 10**9)
-        wanted = request.query_params.get("status")
-        statuses = None
-        if wanted:
-            try:
-                statuses = [JobStatus(wanted.strip().upper())]
-            except ValueError:
-                names = ", ".join(s.value.lower() for s in JobStatus)
-                raise invalid(f"status must be one of {names}.") from None
-        jobs = await hub.store.list_jobs(
-            statuses=statuses, api_key_id=key.id, limit=limit, offset=offset
-        )
-        total = await hub.store.count_jobs(statuses=statuses, api_key_id=key.id)
+        names = ", ".join(s.value.lower() for s in JobStatus)
+        statuses = handlers.status_filter(request, _statuses, f"one of {names}")
+        page = await handlers.page_of_jobs(bridge, request, key, statuses)
         return JSONResponse(
             {
-                "jobs": [body_of(job) for job in jobs],
-                "total": total,
-                "limit": limit,
-                "offset": offset,
-                "has_more": offset + len(jobs) < total,
+                "jobs": [body_of(job) for job in page.jobs],
+                "total": page.total,
+                "limit": page.limit,
+                "offset": page.offset,
+                "has_more": page.has_more,
             }
         )
 
     async def get_stem(request: Request, key: ApiKey) -> Response:
-        job = await job_for(key, request.path_params["job_id"])
-        return stem_download(hub.outputs, job, request.path_params["stem"])
+        job = await handlers.owned_job(bridge, key, request.path_params["job_id"], _missing)
+        return stem_download(hub, job, request.path_params["stem"])
 
     async def get_zip(request: Request, key: ApiKey) -> Response:
-        job = await job_for(key, request.path_params["job_id"])
-        return await asyncio.to_thread(stems_zip, hub.outputs, job)
+        job = await handlers.owned_job(bridge, key, request.path_params["job_id"], _missing)
+        return await asyncio.to_thread(stems_zip, hub, job)
 
     async def create_hook(request: Request, key: ApiKey) -> Response:
         body = await read_json(request, HookCreate)
-        unknown = sorted(set(body.events) - set(WEBHOOK_EVENTS))
-        if unknown or not body.events:
-            raise invalid(f"events must be a non-empty list of {', '.join(WEBHOOK_EVENTS)}.")
-        check_callback(bridge, body.target_url, "target_url")
+        events = handlers.check_events(body.events)
+        handlers.check_callback(bridge, body.target_url, "target_url")
         sub = await bridge.outbox.subscribe(
-            key.id,
-            body.target_url,
-            list(dict.fromkeys(body.events)),
-            scheme=SigningScheme.STANDARD,
+            key.id, body.target_url, events, scheme=SigningScheme.STANDARD
         )
         return JSONResponse(hook_body(sub, reveal=True), status_code=201)
 
@@ -271,24 +398,22 @@ def routes(bridge: BridgeFrontend, guard: Guard) -> list[BaseRoute]:
         return JSONResponse(hook_body(sub, reveal=False))
 
     async def delete_hook(request: Request, key: ApiKey) -> Response:
-        if not await bridge.outbox.unsubscribe(request.path_params["hook_id"], key.id):
-            raise StemhubError(ErrorCode.NOT_FOUND, "There is no such hook.")
-        return JSONResponse({"deleted": True})
+        return await handlers.unsubscribe(bridge, key, request.path_params["hook_id"], "hook")
 
     def v1(handler: Any) -> Any:
         return endpoint(guard, "v1", handler)
 
     return [
-        make_route(PREFIX + "/split", v1(split), "POST"),
-        make_route(PREFIX + "/jobs", v1(list_jobs), "GET"),
-        make_route(PREFIX + "/jobs/{job_id}", v1(get_job), "GET"),
-        make_route(PREFIX + "/jobs/{job_id}/stems.zip", v1(get_zip), "GET"),
-        make_route(PREFIX + "/jobs/{job_id}/stems/{stem}", v1(get_stem), "GET"),
-        make_route(PREFIX + "/hooks", v1(create_hook), "POST"),
-        make_route(PREFIX + "/hooks", v1(list_hooks), "GET"),
-        make_route(PREFIX + "/hooks/{hook_id}", v1(get_hook), "GET"),
-        make_route(PREFIX + "/hooks/{hook_id}", v1(delete_hook), "DELETE"),
+        documented(PREFIX + "/split", v1(split), "POST", SPLIT),
+        documented(PREFIX + "/jobs", v1(list_jobs), "GET", LIST_JOBS),
+        documented(PREFIX + "/jobs/{job_id}", v1(get_job), "GET", GET_JOB),
+        documented(PREFIX + "/jobs/{job_id}/stems.zip", v1(get_zip), "GET", DOWNLOAD_ZIP),
+        documented(PREFIX + "/jobs/{job_id}/stems/{stem}", v1(get_stem), "GET", DOWNLOAD_STEM),
+        documented(PREFIX + "/hooks", v1(create_hook), "POST", SUBSCRIBE),
+        documented(PREFIX + "/hooks", v1(list_hooks), "GET", LIST_HOOKS),
+        documented(PREFIX + "/hooks/{hook_id}", v1(get_hook), "GET", GET_HOOK),
+        documented(PREFIX + "/hooks/{hook_id}", v1(delete_hook), "DELETE", UNSUBSCRIBE),
     ]
 
 
-__all__ = ["PREFIX", "HookCreate", "SplitOptions", "V1Hook", "routes"]
+__all__ = ["PREFIX", "routes"]

@@ -9,40 +9,55 @@ statuses, and a download URL per stem that works with the API key alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stemhub.models import Job, JobStatus, StemSet
-from stemhub.stemsplit_wire import (
-    EVENT_COMPLETED,
-    EVENT_FAILED,
-    RemoteStatus,
-    wire_stem_key,
-)
+from stemhub import Job, JobStatus, StemSet, stemsplit_wire
+from stemhub_n8n_bridge._http import parse_json
 
 Links = dict[str, tuple[str, datetime]]
 
-STEMSPLIT_STATUS: dict[JobStatus, RemoteStatus] = {
-    JobStatus.QUEUED: RemoteStatus.PENDING,
-    JobStatus.RUNNING: RemoteStatus.PROCESSING,
-    JobStatus.COMPLETED: RemoteStatus.COMPLETED,
-    JobStatus.FAILED: RemoteStatus.FAILED,
-    JobStatus.CANCELLED: RemoteStatus.FAILED,
-    JobStatus.EXPIRED: RemoteStatus.EXPIRED,
+STEMSPLIT_STATUS: dict[JobStatus, stemsplit_wire.RemoteStatus] = {
+    JobStatus.QUEUED: stemsplit_wire.RemoteStatus.PENDING,
+    JobStatus.RUNNING: stemsplit_wire.RemoteStatus.PROCESSING,
+    JobStatus.COMPLETED: stemsplit_wire.RemoteStatus.COMPLETED,
+    JobStatus.FAILED: stemsplit_wire.RemoteStatus.FAILED,
+    JobStatus.CANCELLED: stemsplit_wire.RemoteStatus.FAILED,
+    JobStatus.EXPIRED: stemsplit_wire.RemoteStatus.EXPIRED,
 }
 
 
-def core_statuses(status: RemoteStatus) -> list[JobStatus]:
+def core_statuses(status: stemsplit_wire.RemoteStatus) -> list[JobStatus]:
     """The core statuses a StemSplit status filter means."""
     return [core for core, remote in STEMSPLIT_STATUS.items() if remote is status]
 
 
+EXPIRED_MESSAGE = "The stems were deleted after the hub's retention period; split the song again."
+
+
+def shown_status(job: Job, links: Links) -> JobStatus:
+    """The status a client sees: a completed job whose stems are all gone is EXPIRED.
+
+    Retention deletes the files of old jobs; answering COMPLETED with no outputs made
+    the StemSplit SDK's ``download_all()`` return nothing without a word, and ``/v1``
+    advertised links that answered 404.
+    """
+    if job.status is JobStatus.COMPLETED and job.outputs and not links:
+        return JobStatus.EXPIRED
+    return job.status
+
+
 def event_of(job: Job) -> str:
-    return EVENT_COMPLETED if job.status is JobStatus.COMPLETED else EVENT_FAILED
+    return (
+        stemsplit_wire.EVENT_COMPLETED
+        if job.status is JobStatus.COMPLETED
+        else stemsplit_wire.EVENT_FAILED
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -59,10 +74,25 @@ def _size(job: Job) -> int | None:
     return job.request.source.size_bytes
 
 
-def stemsplit_job(job: Job, links: Links, *, retention_s: float) -> dict[str, Any]:
-    """``GET /jobs/{id}`` as the hosted API answers it."""
+PAGE_URL_DESCRIPTION = (
+    "The job's result page (play, solo and mute the stems, download them): a signed link "
+    "that expires like the stem links. Only for a completed job with stems; null otherwise."
+)
+
+
+class BridgeJob(stemsplit_wire.RemoteJob):
+    """A job as ``/api/v1`` shows it: the hosted API's job plus the hub's result page."""
+
+    result_page_url: str | None = Field(default=None, description=PAGE_URL_DESCRIPTION)
+
+
+def stemsplit_job(
+    job: Job, links: Links, *, retention_s: float, page_url: str | None = None
+) -> dict[str, Any]:
+    """``GET /jobs/{id}`` as the hosted API answers it (``resultPageUrl`` when COMPLETED)."""
     request = job.request
-    status = STEMSPLIT_STATUS[job.status]
+    shown = shown_status(job, links)
+    status = STEMSPLIT_STATUS[shown]
     duration = _duration(job)
     seconds = math.ceil(duration) if duration is not None else None
     body: dict[str, Any] = {
@@ -85,26 +115,41 @@ def stemsplit_job(job: Job, links: Links, *, retention_s: float) -> dict[str, An
         "creditsRequired": seconds,
         "metadata": request.metadata or None,
     }
-    if status is RemoteStatus.COMPLETED:
+    if status is stemsplit_wire.RemoteStatus.COMPLETED:
         body["outputs"] = {
-            wire_stem_key(stem): {"url": url, "expiresAt": _iso(expires)}
+            stemsplit_wire.wire_stem_key(stem): {"url": url, "expiresAt": _iso(expires)}
             for stem, (url, expires) in links.items()
         }
         body["creditsCharged"] = seconds
+        body["resultPageUrl"] = page_url if links else None
         if job.finished_at is not None:
             body["expiresAt"] = _iso(job.finished_at + timedelta(seconds=retention_s))
     if job.audio is not None and (job.audio.bpm is not None or job.audio.key is not None):
         body["audioMetadata"] = {"bpm": job.audio.bpm, "key": job.audio.key}
-    if status in (RemoteStatus.FAILED, RemoteStatus.EXPIRED):
+    if shown is not job.status:
+        body["errorMessage"] = EXPIRED_MESSAGE
+        body["errorCode"] = "JOB_EXPIRED"
+    elif status in (stemsplit_wire.RemoteStatus.FAILED, stemsplit_wire.RemoteStatus.EXPIRED):
         body["errorMessage"] = job.error_message or "The job did not finish."
         if job.error_code:
             body["errorCode"] = job.error_code
     return {k: v for k, v in body.items() if v is not None}
 
 
-def stemsplit_event(job: Job, links: Links, *, retention_s: float) -> bytes:
-    """The body of a StemSplit webhook delivery for a finished job."""
-    snapshot = stemsplit_job(job, links, retention_s=retention_s)
+def event_id(job: Job) -> str:
+    """The id of a job's finished event: the same on every delivery and every retry of it."""
+    return "evt_" + hashlib.sha256(f"{job.id}:{event_of(job)}".encode()).hexdigest()[:24]
+
+
+def stemsplit_event(
+    job: Job, links: Links, *, retention_s: float, page_url: str | None = None
+) -> bytes:
+    """The body of a StemSplit webhook delivery for a finished job.
+
+    ``id`` (stable per job and event) and ``timestamp`` sit inside the signed body, so a
+    receiver can refuse replays and old captures with what the signature covers.
+    """
+    snapshot = stemsplit_job(job, links, retention_s=retention_s, page_url=page_url)
     data = {
         "jobId": job.id,
         "status": snapshot["status"],
@@ -112,6 +157,7 @@ def stemsplit_event(job: Job, links: Links, *, retention_s: float) -> bytes:
         "input": snapshot["input"],
         "options": snapshot["options"],
         "outputs": snapshot.get("outputs"),
+        "resultPageUrl": snapshot.get("resultPageUrl"),
         "audioMetadata": snapshot.get("audioMetadata"),
         "creditsCharged": snapshot.get("creditsCharged"),
         "errorMessage": snapshot.get("errorMessage"),
@@ -120,6 +166,7 @@ def stemsplit_event(job: Job, links: Links, *, retention_s: float) -> bytes:
         "metadata": snapshot.get("metadata"),
     }
     payload = {
+        "id": event_id(job),
         "event": event_of(job),
         "timestamp": _iso(datetime.now(UTC)),
         "data": {k: v for k, v in data.items() if v is not None},
@@ -169,6 +216,7 @@ class V1Job(BaseModel):
     quality: str
     stems: dict[str, V1Stem]
     zip_url: str | None
+    result_page_url: str | None = Field(description=PAGE_URL_DESCRIPTION)
     audio: V1Audio | None
     error: V1Error | None
     metadata: dict[str, Any]
@@ -186,9 +234,59 @@ class V1Event(BaseModel):
     data: V1Job
 
 
-def v1_job(job: Job, links: Links, *, base_url: str) -> V1Job:
+class SplitOptions(BaseModel):
+    """What ``POST /v1/split`` accepts, as JSON, form fields or query parameters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str | None = Field(default=None, max_length=8192)
+    stems: str | list[str] = "FOUR_STEMS"
+    output_format: str = "MP3"
+    quality: str = "BALANCED"
+    callback_url: str | None = Field(default=None, max_length=8192)
+    wait: float = Field(default=0.0, ge=0, le=3600)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    filename: str | None = Field(default=None, max_length=255)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_json(value) if value.strip() else {}
+        return value
+
+    @field_validator("url", "callback_url", "filename", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class HookCreate(BaseModel):
+    """``POST /v1/hooks`` (the REST hooks subscribe call of Zapier and n8n triggers)."""
+
+    target_url: str = Field(max_length=8192)
+    events: list[str] = Field(default_factory=lambda: list(stemsplit_wire.WEBHOOK_EVENTS))
+
+
+class V1Hook(BaseModel):
+    id: str
+    target_url: str
+    events: list[str]
+    active: bool
+    fail_count: int
+    last_error: str | None
+    disabled_reason: str | None
+    last_called_at: datetime | None
+    created_at: datetime
+    secret: str | None = Field(
+        default=None, description="Only in the answer to the POST that created the hook."
+    )
+
+
+def v1_job(job: Job, links: Links, *, base_url: str, page_url: str | None = None) -> V1Job:
     request = job.request
-    done = job.status is JobStatus.COMPLETED
+    shown = shown_status(job, links)
+    done = shown is JobStatus.COMPLETED
     jobs_url = f"{base_url}/v1/jobs/{job.id}"
     stems: dict[str, V1Stem] = {}
     if done:
@@ -204,11 +302,13 @@ def v1_job(job: Job, links: Links, *, base_url: str) -> V1Job:
             )
     audio = job.audio
     error = None
-    if job.error_code and job.status is not JobStatus.COMPLETED:
+    if shown is not job.status:
+        error = V1Error(code="JOB_EXPIRED", message=EXPIRED_MESSAGE)
+    elif job.error_code and job.status is not JobStatus.COMPLETED:
         error = V1Error(code=job.error_code, message=job.error_message or "")
     return V1Job(
         id=job.id,
-        status=job.status.value.lower(),
+        status=shown.value.lower(),
         stage=job.stage.value,
         progress=job.progress,
         finished=job.finished,
@@ -219,6 +319,7 @@ def v1_job(job: Job, links: Links, *, base_url: str) -> V1Job:
         quality=request.quality.value,
         stems=stems,
         zip_url=f"{jobs_url}/stems.zip" if done else None,
+        result_page_url=page_url if done and stems else None,
         audio=V1Audio(
             duration_s=audio.duration_s,
             sample_rate=audio.sample_rate,
@@ -237,11 +338,11 @@ def v1_job(job: Job, links: Links, *, base_url: str) -> V1Job:
     )
 
 
-def v1_event(job: Job, links: Links, *, base_url: str) -> bytes:
+def v1_event(job: Job, links: Links, *, base_url: str, page_url: str | None = None) -> bytes:
     event = V1Event(
         type=event_of(job),
         timestamp=datetime.now(UTC),
-        data=v1_job(job, links, base_url=base_url),
+        data=v1_job(job, links, base_url=base_url, page_url=page_url),
     )
     return event.model_dump_json().encode()
 
@@ -257,16 +358,24 @@ def parse_stem_set(value: str | None, default: StemSet) -> StemSet:
 
 
 __all__ = [
+    "EXPIRED_MESSAGE",
+    "PAGE_URL_DESCRIPTION",
     "STEMSPLIT_STATUS",
+    "BridgeJob",
+    "HookCreate",
     "Links",
+    "SplitOptions",
     "V1Audio",
     "V1Error",
     "V1Event",
+    "V1Hook",
     "V1Job",
     "V1Stem",
     "core_statuses",
+    "event_id",
     "event_of",
     "parse_stem_set",
+    "shown_status",
     "stemsplit_event",
     "stemsplit_job",
     "v1_event",

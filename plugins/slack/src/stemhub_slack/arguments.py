@@ -12,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from stemhub.errors import ErrorCode, StemhubError
-from stemhub.models import ALL_STEMS, OutputFormat, Source, SourceKind, StemSet
+from stemhub import ALL_STEMS, ErrorCode, OutputFormat, Source, SourceKind, StemhubError, StemSet
 
 STEM_SET_WORDS: dict[str, StemSet] = {
     "vocals": StemSet.VOCALS,

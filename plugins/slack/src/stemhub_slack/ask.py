@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stemhub.models import OutputFormat, Source, SourceKind, StemSet
+from stemhub import OutputFormat, Source, SourceKind, StemSet
 
 AUDIO_EXTENSIONS = frozenset(
     {"mp3", "wav", "flac", "m4a", "aac", "ogg", "oga", "opus", "aif", "aiff", "wma", "mp4"}
@@ -68,12 +68,14 @@ class Ask:
     slack_file: SlackFile | None = None
 
 
-def first_audio_file(files: list[dict[str, Any]] | None) -> SlackFile | None:
+def audio_files(files: list[dict[str, Any]] | None) -> list[SlackFile]:
+    """The audio files among ``files`` (file objects as Slack sends them), in order."""
+    found: list[SlackFile] = []
     for item in files or []:
         file = SlackFile.from_payload(item)
         if file is not None and file.is_audio:
-            return file
-    return None
+            found.append(file)
+    return found
 
 
-__all__ = ["AUDIO_EXTENSIONS", "Ask", "SlackFile", "first_audio_file"]
+__all__ = ["AUDIO_EXTENSIONS", "Ask", "SlackFile", "audio_files"]

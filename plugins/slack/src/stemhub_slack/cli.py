@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from stemhub.config import Settings
+from stemhub import Settings
 from stemhub_slack.manifest import build_manifest, scopes_for
 from stemhub_slack.settings import SlackSettings
 
@@ -30,7 +30,12 @@ def manifest(
             raise typer.BadParameter("mode is socket or http")
         settings = settings.model_copy(update={"mode": mode})
     url = public_url or Settings().public_url
-    typer.echo(json.dumps(build_manifest(settings, public_url=url), indent=2))
+    try:
+        built = build_manifest(settings, public_url=url)
+    except ValueError as error:
+        typer.echo(f"error CONFIG_MISSING: {error}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(json.dumps(built, indent=2))
     why = "; ".join(f"{scope}: {reason}" for scope, reason in sorted(scopes_for(settings).items()))
     typer.echo(f"scopes - {why}", err=True)
 

@@ -10,4 +10,9 @@ EVENTS_NS = "slack:events"
 FILES_NS = "slack:files"
 """file id -> split once, whether it arrived as ``message.im`` or ``file_shared``."""
 
-__all__ = ["EVENTS_NS", "FILES_NS", "STATUS_NS"]
+REQUESTS_NS = "slack:requests"
+"""X-Slack-Signature -> seen: a signed request replayed within 5 minutes is dropped."""
+TOKEN_REFRESH_NS = "slack:token-refresh"  # noqa: S105 - a namespace, not a secret
+"""team id -> the hub refreshing its bot token now: one refresh at a time (token rotation)."""
+
+__all__ = ["EVENTS_NS", "FILES_NS", "REQUESTS_NS", "STATUS_NS", "TOKEN_REFRESH_NS"]

@@ -9,63 +9,166 @@ handles an event twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, cast
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltRequest
+import aiohttp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncBoltRequest
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.async_authorize import AsyncAuthorize
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from stemhub.errors import StemhubError
-from stemhub.models import StemSet
+from stemhub import Origin, RequestRejected, StemhubError, StemSet
 from stemhub_slack.access import is_dm
 from stemhub_slack.arguments import parse_split_text, parse_stems
-from stemhub_slack.ask import Ask, SlackFile, first_audio_file
+from stemhub_slack.ask import Ask, SlackFile, audio_files
+from stemhub_slack.installations import HubOAuthStateStore
 from stemhub_slack.keys import EVENTS_NS, FILES_NS
-from stemhub_slack.manifest import SHORTCUT_CALLBACK_ID
+from stemhub_slack.manifest import SHORTCUT_CALLBACK_ID, scopes_for
 from stemhub_slack.messages import (
     ANOTHER_SET_ACTION,
     FRESH_LINKS_ACTION,
     MODAL_CALLBACK_ID,
+    PICK_FILE_ACTION,
+    RESULT_PAGE_ACTION,
     STEMS_BLOCK,
     STEMS_INPUT,
     URL_BLOCK,
     URL_INPUT,
     error_text,
+    file_choice,
     links_text,
     split_modal,
 )
+from stemhub_slack.settings import INSTALL_PATH, REDIRECT_PATH
 
 if TYPE_CHECKING:
     from stemhub_slack.frontend import SlackFrontend
 
 log = logging.getLogger(__name__)
 
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
 NO_AUDIO = (
     ":mag: I found no audio file in that message. Use *Split stems* on a message with an "
     "MP3, WAV, FLAC or similar file, or `/split <link>`."
 )
 DM_NOT_AUDIO = ":musical_note: Send me an audio file (MP3, WAV, FLAC, …) and I'll split it."
+NO_MODAL = (
+    ":warning: Slack did not let me open the form in time. Type `/split <link to the song>` "
+    "instead, or try `/split` again."
+)
+FILE_UNREADABLE = (
+    ":warning: Slack would not show me that file. Share it again, or send it to me in a DM."
+)
+
+
+def oauth_settings(frontend: SlackFrontend) -> AsyncOAuthSettings:
+    """Slack's OAuth v2 install flow on the hub's server, installs kept in its database."""
+    settings = frontend.settings
+    assert frontend.installations is not None and settings.client_secret is not None
+    return AsyncOAuthSettings(
+        client_id=settings.client_id,
+        client_secret=settings.client_secret.get_secret_value(),
+        scopes=sorted(scopes_for(settings)),
+        installation_store=frontend.installations,
+        installation_store_bot_only=True,
+        state_store=HubOAuthStateStore(frontend.hub),
+        install_path=INSTALL_PATH,
+        redirect_uri_path=REDIRECT_PATH,
+        redirect_uri=f"{frontend.hub.public_url}{REDIRECT_PATH}"
+        if frontend.hub.public_url
+        else None,
+        authorization_url=settings.oauth_authorize_url,
+    )
+
+
+class InstalledTeamAuthorize(AsyncAuthorize):
+    """bolt's authorize for many workspaces, with the token :class:`BotTokens` keeps.
+
+    bolt's own (``AsyncInstallationStoreAuthorize``) refreshes a rotating token itself,
+    unlocked: a request and a delivery could then spend one refresh token twice. Here a
+    request gets its workspace's token the way deliveries do (refreshed once, for all),
+    then ``auth.test`` proves it, as bolt's does.
+    """
+
+    def __init__(self, frontend: SlackFrontend) -> None:
+        self._frontend = frontend
+
+    async def __call__(
+        self,
+        *,
+        context: AsyncBoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        if not team_id:
+            return None
+        try:
+            await self._frontend.enter_team(team_id)
+            client = self._frontend.client
+            identity = await client.auth_test()
+        except (StemhubError, SlackApiError) as error:
+            log.info("slack: a request from %s is not served: %s", team_id, error)
+            return None
+        return AuthorizeResult.from_auth_test_response(
+            auth_test_response=identity, bot_token=client.token
+        )
 
 
 def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
     settings = frontend.settings
     hub = frontend.hub
 
-    async def authorize() -> AuthorizeResult:
-        return await frontend.authorize()
+    async def authorize(team_id: str | None) -> AuthorizeResult | None:
+        return await frontend.authorize(team_id)
 
     # bolt's own client carries no token: the one from authorize() is set per request
-    app = AsyncApp(
-        name="stemhub",
-        client=AsyncWebClient(base_url=settings.api_url, session=frontend.client.session),
-        signing_secret=signing_secret,
-        authorize=authorize,
-        process_before_response=True,
-        logger=logging.getLogger("stemhub_slack.bolt"),
-    )
+    client = AsyncWebClient(base_url=settings.api_url, session=frontend.client.session)
+    logger = logging.getLogger("stemhub_slack.bolt")
+    if frontend.installations is not None:
+        app = AsyncApp(
+            name="stemhub",
+            client=client,
+            signing_secret=signing_secret,
+            authorize=cast("Any", InstalledTeamAuthorize(frontend)),  # an AsyncAuthorize is kept
+            oauth_settings=oauth_settings(frontend),
+            process_before_response=True,
+            logger=logger,
+        )
+        app.enable_token_revocation_listeners()
+    else:
+        app = AsyncApp(
+            name="stemhub",
+            client=client,
+            signing_secret=signing_secret,
+            authorize=cast("Any", authorize),  # None refuses a request (bolt's documented way)
+            process_before_response=True,
+            logger=logger,
+        )
+
+    async def serve_its_team(context: AsyncBoltContext, next: Any) -> BoltResponse | None:
+        """Everything this request starts serves its own workspace, with its own token."""
+        try:
+            await frontend.enter_team(context.team_id)
+        except StemhubError:
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
+
+    app.use(serve_its_team)
 
     async def once_per_event(
         body: dict[str, Any], request: AsyncBoltRequest, next: Any
@@ -75,8 +178,8 @@ def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
         if body.get("type") == "event_callback" and event_id:
             retries = request.headers.get("x-slack-retry-num") or []
             retry = retries[0] if retries else None
-            first = await hub.store.kv_add(
-                EVENTS_NS, str(event_id), {"retry": retry}, ttl_s=settings.event_dedupe_s
+            first = await hub.kv(EVENTS_NS).add(
+                str(event_id), {"retry": retry}, ttl_s=settings.event_dedupe_s
             )
             if not first:
                 log.info("slack: event %s seen before (retry %s); ignored", event_id, retry)
@@ -104,7 +207,16 @@ def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
                 "response_url": command.get("response_url"),
             }
             view = split_modal(metadata=metadata, stems=settings.default_stems, ask_url=True)
-            frontend.spawn(frontend.client.views_open(trigger_id=command["trigger_id"], view=view))
+            frontend.spawn(
+                _open_modal(
+                    frontend,
+                    command["trigger_id"],
+                    view,
+                    user=str(command.get("user_id") or ""),
+                    channel=str(command.get("channel_id") or ""),
+                    response_url=command.get("response_url"),
+                )
+            )
             return
         ask = Ask(
             team_id=command.get("team_id"),
@@ -124,25 +236,19 @@ def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
         message = shortcut.get("message") or {}
         user = (shortcut.get("user") or {}).get("id", "")
         channel = (shortcut.get("channel") or {}).get("id", "")
-        response_url = shortcut.get("response_url")
-        file = first_audio_file(message.get("files"))
-        if file is None:
-            frontend.spawn(
-                frontend.tell(user, channel, NO_AUDIO, response_url=response_url, thread_ts=None)
+        frontend.spawn(
+            _split_message_files(
+                frontend,
+                list(message.get("files") or []),
+                team=(shortcut.get("team") or {}).get("id"),
+                user=user,
+                channel=channel,
+                thread_ts=message.get("thread_ts")
+                or message.get("ts")
+                or shortcut.get("message_ts"),
+                response_url=shortcut.get("response_url"),
             )
-            return
-        ask = Ask(
-            team_id=(shortcut.get("team") or {}).get("id"),
-            user_id=user,
-            channel_id=channel,
-            source=file.source(),
-            stems=settings.default_stems,
-            output_format=settings.default_format,
-            thread_ts=message.get("thread_ts") or message.get("ts") or shortcut.get("message_ts"),
-            response_url=response_url,
-            slack_file=file,
         )
-        frontend.spawn(frontend.launch(ask))
 
     app.shortcut(SHORTCUT_CALLBACK_ID)(split_shortcut)
 
@@ -207,11 +313,44 @@ def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
                 frontend,
                 str(action.get("value") or ""),
                 body["trigger_id"],
-                {"channel": channel, "thread_ts": thread, "response_url": body.get("response_url")},
+                {
+                    "channel": channel,
+                    "thread_ts": thread,
+                    "response_url": body.get("response_url"),
+                    "user": (body.get("user") or {}).get("id"),
+                },
             )
         )
 
     app.action(ANOTHER_SET_ACTION)(another_stem_set)
+
+    async def result_page_opened(ack: AsyncAck) -> None:
+        # a link button: Slack opens the page and still tells the app; nothing to do
+        await ack()
+
+    app.action(RESULT_PAGE_ACTION)(result_page_opened)
+
+    async def pick_file(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        try:
+            picked = json.loads(str(action.get("value") or "{}"))
+        except ValueError:
+            return
+        container = body.get("container") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id") or ""
+        frontend.spawn(
+            _split_message_files(
+                frontend,
+                [{"id": str(picked.get("file") or ""), "file_access": "check_file_info"}],
+                team=(body.get("team") or {}).get("id"),
+                user=(body.get("user") or {}).get("id", ""),
+                channel=str(channel),
+                thread_ts=picked.get("thread_ts"),
+                response_url=body.get("response_url"),
+            )
+        )
+
+    app.action(re.compile(f"^{PICK_FILE_ACTION}_[0-9]+$"))(pick_file)
 
     async def file_in_dm(ack: AsyncAck, body: dict[str, Any], event: dict[str, Any]) -> None:
         await ack()
@@ -258,6 +397,101 @@ def build_app(frontend: SlackFrontend, *, signing_secret: str) -> AsyncApp:
     return app
 
 
+async def _open_modal(
+    frontend: SlackFrontend,
+    trigger_id: str,
+    view: dict[str, Any],
+    *,
+    user: str,
+    channel: str,
+    response_url: str | None,
+) -> None:
+    """Open the /split modal; if Slack refuses (the trigger expired), say what to type."""
+    try:
+        await frontend.client.views_open(trigger_id=trigger_id, view=view)
+    except (SlackClientError, *NETWORK_ERRORS) as error:
+        log.info("slack: views.open failed: %s", error)
+        await frontend.tell_surely(user, channel, NO_MODAL, response_url=response_url)
+
+
+async def _full_file(frontend: SlackFrontend, item: dict[str, Any]) -> dict[str, Any] | None:
+    """A file as Slack describes it; Slack Connect stubs (``file_access: check_file_info``)
+    and files without URLs are looked up with files.info (a few tries)."""
+    if SlackFile.from_payload(item) is not None and item.get("file_access") != "check_file_info":
+        return item
+    if not item.get("id"):
+        return None
+    for attempt in range(3):
+        try:
+            info = await frontend.client.files_info(file=str(item["id"]))
+            found: dict[str, Any] = info.get("file") or {}
+            return found
+        except SlackApiError as error:
+            if (
+                error.response.status_code != 429
+                and isinstance(error.response.data, dict)
+                and (
+                    error.response.data.get("error")
+                    in ("file_not_found", "file_deleted", "missing_scope")
+                )
+            ):
+                return None
+        except (SlackClientError, *NETWORK_ERRORS):
+            pass
+        await asyncio.sleep(0.5 * 2**attempt)
+    return None
+
+
+async def _split_message_files(
+    frontend: SlackFrontend,
+    items: list[dict[str, Any]],
+    *,
+    team: str | None,
+    user: str,
+    channel: str,
+    thread_ts: str | None,
+    response_url: str | None,
+) -> None:
+    """The shortcut on a message: split its one audio file, or ask which one."""
+    resolved = [await _full_file(frontend, item) for item in items]
+    if items and all(found is None for found in resolved):
+        await frontend.tell_surely(user, channel, FILE_UNREADABLE, response_url=response_url)
+        return
+    files = audio_files([found for found in resolved if found is not None])
+    if not files:
+        await frontend.tell_surely(user, channel, NO_AUDIO, response_url=response_url)
+        return
+    if len(files) > 1:
+        text, blocks = file_choice([(f.id, f.name) for f in files], thread_ts=thread_ts)
+        if response_url:
+            hook = AsyncWebhookClient(response_url, session=frontend.client.session)
+            with contextlib.suppress(*NETWORK_ERRORS):
+                sent = await hook.send(text=text, blocks=blocks, response_type="ephemeral")
+                if sent.status_code == 200:
+                    return
+        with contextlib.suppress(SlackClientError, *NETWORK_ERRORS):
+            await frontend.client.chat_postEphemeral(
+                channel=channel, user=user, text=text, blocks=blocks
+            )
+            return
+        await frontend.tell_surely(user, channel, text, response_url=None)
+        return
+    settings = frontend.settings
+    await frontend.launch(
+        Ask(
+            team_id=team,
+            user_id=user,
+            channel_id=channel,
+            source=files[0].source(),
+            stems=settings.default_stems,
+            output_format=settings.default_format,
+            thread_ts=thread_ts,
+            response_url=response_url,
+            slack_file=files[0],
+        )
+    )
+
+
 async def _split_dm_file(
     frontend: SlackFrontend,
     file: SlackFile | None,
@@ -268,19 +502,19 @@ async def _split_dm_file(
     channel: str,
     thread_ts: str | None,
 ) -> None:
-    if file is None and item.get("id"):
-        info = await frontend.client.files_info(file=str(item["id"]))
-        file = SlackFile.from_payload(info.get("file") or {})
+    if file is None or item.get("file_access") == "check_file_info":
+        found = await _full_file(frontend, item)
+        file = SlackFile.from_payload(found) if found is not None else None
+    files = frontend.hub.kv(FILES_NS)
     if file is None or not file.is_audio:
-        if not await frontend.hub.store.kv_add(
-            FILES_NS, f"{file.id if file else item.get('id')}:not-audio", True, ttl_s=3600
+        if not await files.add(
+            f"{file.id if file else item.get('id')}:not-audio", True, ttl_s=3600
         ):
             return
-        await frontend.client.chat_postMessage(
-            channel=channel, thread_ts=thread_ts, text=DM_NOT_AUDIO
-        )
+        text = DM_NOT_AUDIO if file is not None else FILE_UNREADABLE
+        await frontend.tell_surely(user, channel, text, response_url=None)
         return
-    if not await frontend.hub.store.kv_add(FILES_NS, file.id, {"channel": channel}, ttl_s=86400):
+    if not await files.add(file.id, {"channel": channel}, ttl_s=86400):
         return
     settings = frontend.settings
     await frontend.launch(
@@ -300,10 +534,14 @@ async def _split_dm_file(
 async def _split_shared_file(
     frontend: SlackFrontend, file_id: str, *, team: str | None, user: str, channel: str
 ) -> None:
-    info = await frontend.client.files_info(file=file_id)
-    raw: dict[str, Any] = info.get("file") or {}
-    shares = ((raw.get("shares") or {}).get("private") or {}).get(channel) or []
-    thread_ts = shares[0].get("ts") if shares else None
+    raw = await _full_file(frontend, {"id": file_id, "file_access": "check_file_info"}) or {
+        "id": file_id
+    }
+    shares = raw.get("shares") or {}
+    where = (shares.get("private") or {}).get(channel) or (shares.get("public") or {}).get(channel)
+    shared = (where or [{}])[0]
+    # a file shared in a thread reply: the thread is its parent's (https://api.slack.com/types/file)
+    thread_ts = shared.get("thread_ts") or shared.get("ts")
     file = SlackFile.from_payload(raw)
     await _split_dm_file(
         frontend,
@@ -321,16 +559,27 @@ async def _send_fresh_links(frontend: SlackFrontend, job_id: str, body: dict[str
     channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get(
         "id", ""
     )
+    team = (body.get("team") or {}).get("id")
     job = await frontend.hub.get_job(job_id) if job_id.isalnum() else None
-    if job is None or job.origin.platform != frontend.name:
+    if (
+        job is None
+        or job.origin.platform != frontend.name
+        or job.origin.guild_id not in (None, team)
+    ):
         text = ":warning: I no longer have that job; split the song again."
     else:
         try:
-            job = await frontend.hub.refresh_links(job.id)
-        except StemhubError as error:
-            log.info("slack: could not refresh links of %s: %s", job_id, error.code.value)
-        text = links_text(job, frontend.hub.outputs.output_links(job))
-    await frontend.tell(user, channel, text, response_url=body.get("response_url"), thread_ts=None)
+            await frontend.access.check(
+                Origin(platform=frontend.name, user_id=user, channel_id=channel, guild_id=team)
+            )
+            try:
+                job = await frontend.hub.refresh_links(job.id)
+            except StemhubError as error:
+                log.info("slack: could not refresh links of %s: %s", job_id, error.code.value)
+            text = links_text(job, frontend.hub.links(job))
+        except RequestRejected as refused:
+            text = error_text(refused.code, refused.message)
+    await frontend.tell_surely(user, channel, text, response_url=body.get("response_url"))
 
 
 async def _open_split_again(
@@ -347,7 +596,14 @@ async def _open_split_again(
         ask_url=False,
         source_name=job.request.source.display_name,
     )
-    await frontend.client.views_open(trigger_id=trigger_id, view=view)
+    await _open_modal(
+        frontend,
+        trigger_id,
+        view,
+        user=str(metadata.get("user") or job.origin.user_id or ""),
+        channel=str(metadata.get("channel") or ""),
+        response_url=metadata.get("response_url"),
+    )
 
 
 async def _split_again(

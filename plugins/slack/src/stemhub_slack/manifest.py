@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stemhub_slack.settings import EVENTS_PATH, SlackSettings
+from stemhub_slack.settings import EVENTS_PATH, REDIRECT_PATH, SlackSettings
 
 SHORTCUT_CALLBACK_ID = "stemhub_split_stems"
 SHORTCUT_NAME = "Split stems"
@@ -23,7 +23,9 @@ SCOPES: dict[str, str] = {
     "im:write": "opening a DM when the channel cannot take the results (conversations.open)",
 }
 GROUP_SCOPE = ("usergroups:read", "checking membership of the allowed user groups")
-BOT_EVENTS = ["message.im"]
+BOT_EVENTS = ["file_shared", "message.im"]
+"""``message.im`` brings files sent in a DM; ``file_shared`` the ones whose message event
+carries no file (Slack Connect, some mobile clients)."""
 
 
 def scopes_for(settings: SlackSettings) -> dict[str, str]:
@@ -37,9 +39,18 @@ def scopes_for(settings: SlackSettings) -> dict[str, str]:
 
 
 def build_manifest(settings: SlackSettings, *, public_url: str | None) -> dict[str, Any]:
-    """A manifest for Socket Mode (app token) or HTTP mode (public request URL)."""
+    """A manifest for Socket Mode (app token) or HTTP mode (public request URL).
+
+    HTTP mode needs the hub's public URL: without one this raises ``ValueError`` instead
+    of writing a placeholder Slack would send requests to.
+    """
     socket_mode = settings.resolved_mode() == "socket"
-    request_url = f"{(public_url or 'https://stemhub.example.com').rstrip('/')}{EVENTS_PATH}"
+    if not socket_mode and not public_url:
+        raise ValueError(
+            "HTTP mode needs the hub's public URL: pass --public-url https://… or set "
+            "STEMHUB_PUBLIC_URL (or use --mode socket)."
+        )
+    request_url = f"{(public_url or '').rstrip('/')}{EVENTS_PATH}"
     command: dict[str, Any] = {
         "command": settings.command,
         "description": "Split a song into stems (vocals, drums, bass, other)",
@@ -53,6 +64,9 @@ def build_manifest(settings: SlackSettings, *, public_url: str | None) -> dict[s
         "description": "Split the audio file of this message into stems",
     }
     event_subscriptions: dict[str, Any] = {"bot_events": list(BOT_EVENTS)}
+    oauth_config: dict[str, Any] = {"scopes": {"bot": sorted(scopes_for(settings))}}
+    if not socket_mode:
+        oauth_config["redirect_urls"] = [f"{(public_url or '').rstrip('/')}{REDIRECT_PATH}"]
     interactivity: dict[str, Any] = {"is_enabled": True}
     if not socket_mode:
         command["url"] = request_url
@@ -74,13 +88,14 @@ def build_manifest(settings: SlackSettings, *, public_url: str | None) -> dict[s
             "slash_commands": [command],
             "shortcuts": [shortcut],
         },
-        "oauth_config": {"scopes": {"bot": sorted(scopes_for(settings))}},
+        "oauth_config": oauth_config,
         "settings": {
             "event_subscriptions": event_subscriptions,
             "interactivity": interactivity,
             "org_deploy_enabled": False,
             "socket_mode_enabled": socket_mode,
-            "token_rotation_enabled": False,
+            # a rotating token needs the refresh token only the OAuth install (HTTP) keeps
+            "token_rotation_enabled": settings.token_rotation and not socket_mode,
         },
     }
 

@@ -11,15 +11,17 @@ import json
 from datetime import datetime
 from typing import Any
 
-from stemhub.errors import ErrorCode
-from stemhub.models import Job, JobStatus, Stage, StemSet
+from stemhub import ErrorCode, Job, JobStatus, Stage, StemhubError, StemSet
 from stemhub_slack.arguments import STEM_SET_LABELS, describe_stems
 
 FRESH_LINKS_ACTION = "stemhub_fresh_links"
+RESULT_PAGE_ACTION = "stemhub_result_page"
 ANOTHER_SET_ACTION = "stemhub_another_stem_set"
 MODAL_CALLBACK_ID = "stemhub_split_modal"
 STEMS_BLOCK, STEMS_INPUT = "stems", "stem_set"
 URL_BLOCK, URL_INPUT = "link", "url"
+PICK_FILE_ACTION = "stemhub_pick_file"
+MAX_FILE_CHOICES = 5
 
 MISSING_FILES_READ = (
     "Slack sent me a sign-in page instead of the audio file: this app is missing the "
@@ -160,14 +162,31 @@ def result_message(
     links: dict[str, tuple[str, datetime]],
     uploaded: list[str],
     missing_links: list[str],
+    moved_to_dm: str | None = None,
+    app_name: str = "stemhub",
+    page_url: str | None = None,
+    picture_url: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The summary posted in the thread: facts, links, and what to do next."""
+    """The summary posted in the thread: facts, links, and what to do next.
+
+    ``moved_to_dm``: the channel refused the files (the app is not a member), so they
+    went to this DM; the summary says so and how to get them here next time.
+    ``page_url`` adds a button to the result page (players, solo and mute), and
+    ``picture_url`` an image of the stems' waveforms.
+    """
     name = job.request.source.display_name
     facts = audio_facts(job)
     text = f"Stems of *{name}* ({stems_label(job)})" + (f": {facts}" if facts else "")
     lines = [text]
     if uploaded:
         lines.append(f"Uploaded here: {', '.join(uploaded)}.")
+    if moved_to_dm:
+        who = f"<@{job.origin.user_id}>" if job.origin.user_id else "the requester"
+        lines.append(
+            f":mailbox_with_mail: I'm not a member of this channel, so I can't upload files "
+            f"here: the stems went to {who}'s DM with me. Invite me with `/invite @{app_name}` "
+            "to get them here next time."
+        )
     lines += [_link_line(stem, url, expires) for stem, (url, expires) in links.items()]
     if missing_links:
         lines.append(
@@ -175,6 +194,16 @@ def result_message(
             "address (tell whoever runs stemhub to set STEMHUB_PUBLIC_URL)."
         )
     buttons: list[dict[str, Any]] = []
+    if page_url is not None:
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": RESULT_PAGE_ACTION,
+                "text": {"type": "plain_text", "text": "Listen, solo and mix"},
+                "url": page_url,
+                "style": "primary",
+            }
+        )
     if links:
         buttons.append(
             {
@@ -194,7 +223,63 @@ def result_message(
     )
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-        {"type": "actions", "block_id": "stemhub_result", "elements": buttons},
+    ]
+    if picture_url is not None:
+        blocks.append(
+            {
+                "type": "image",
+                "image_url": picture_url,
+                "alt_text": f"Waveforms of the stems of {name}"[:2000],
+            }
+        )
+    blocks.append({"type": "actions", "block_id": "stemhub_result", "elements": buttons})
+    return text, blocks
+
+
+def undelivered_text(job: Job, error: StemhubError, links: dict[str, tuple[str, datetime]]) -> str:
+    """Plain text for a result Slack would not take: what happened and where the stems are."""
+    name = job.request.source.display_name
+    if job.status is JobStatus.COMPLETED:
+        head = f"Your stems of {name} are ready, but I could not post them in Slack."
+        if links:
+            body = "\n".join(
+                f"{stem}: {url} (valid until {expires:%H:%M} UTC)"
+                for stem, (url, expires) in links.items()
+            )
+            return f"{head} Download them here:\n{body}"
+        return f"{head} Split the song again, or ask whoever runs stemhub ({error.message})"
+    said = job.error_message or "it could not be split"
+    return f"I could not split {name}: {said}"
+
+
+def undelivered_status_text(job: Job, *, told: bool) -> str:
+    """The status line's last word when delivery gave up."""
+    name = job.request.source.display_name
+    who = f"<@{job.origin.user_id}>" if job.origin.user_id else "the requester"
+    if job.status is JobStatus.COMPLETED:
+        tail = f"I sent {who} download links instead." if told else "ask me again."
+        return f":warning: *{name}*: split, but Slack would not take the stems; {tail}"
+    return f":x: *{name}*: could not be split" + (f"; I sent {who} the details." if told else ".")
+
+
+def file_choice(
+    files: list[tuple[str, str]], *, thread_ts: str | None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Buttons to pick which of a message's audio files to split (at most 5 shown)."""
+    shown = files[:MAX_FILE_CHOICES]
+    text = f"That message has {len(files)} audio files. Which one should I split?"
+    buttons = [
+        {
+            "type": "button",
+            "action_id": f"{PICK_FILE_ACTION}_{n}",
+            "text": {"type": "plain_text", "text": name[:75]},
+            "value": json.dumps({"file": file_id, "thread_ts": thread_ts}, separators=(",", ":")),
+        }
+        for n, (file_id, name) in enumerate(shown)
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "plain_text", "text": text}},
+        {"type": "actions", "block_id": "stemhub_pick_file", "elements": buttons},
     ]
     return text, blocks
 
@@ -277,18 +362,24 @@ def split_modal(
 __all__ = [
     "ANOTHER_SET_ACTION",
     "FRESH_LINKS_ACTION",
+    "MAX_FILE_CHOICES",
     "MISSING_FILES_READ",
     "MODAL_CALLBACK_ID",
+    "PICK_FILE_ACTION",
+    "RESULT_PAGE_ACTION",
     "STEMS_BLOCK",
     "STEMS_INPUT",
     "URL_BLOCK",
     "URL_INPUT",
     "audio_facts",
     "error_text",
+    "file_choice",
     "final_status_text",
     "links_text",
     "progress_bar",
     "result_message",
     "split_modal",
     "status_text",
+    "undelivered_status_text",
+    "undelivered_text",
 ]

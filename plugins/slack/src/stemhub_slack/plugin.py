@@ -11,22 +11,28 @@ when the hub builds it, the route's web framework when the hub builds its HTTP a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from stemhub import hookimpl
-from stemhub_slack.settings import EVENTS_PATH, PLATFORM, SlackSettings
+from stemhub_slack.settings import (
+    EVENTS_PATH,
+    INSTALL_PATH,
+    PLATFORM,
+    REDIRECT_PATH,
+    SlackSettings,
+)
 
 if TYPE_CHECKING:
-    import typer
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from stemhub.hookspecs import FrontendFactory
-    from stemhub.hub import Hub
-    from stemhub.models import Job, JobRequest
+    from stemhub import Job, JobRequest, RegisterCommand, RegisterFrontend
+    from stemhub import PluginHub as Hub
     from stemhub_slack.frontend import SlackFrontend
+
+    Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _build_frontend(hub: Hub) -> SlackFrontend:
@@ -36,7 +42,7 @@ def _build_frontend(hub: Hub) -> SlackFrontend:
 
 
 def _frontend(hub: Hub) -> SlackFrontend | None:
-    frontend = hub.frontends.get(PLATFORM)
+    frontend = hub.frontend(PLATFORM)
     if frontend is None:
         return None
     # a started frontend means its module is imported already: this import costs nothing
@@ -45,9 +51,28 @@ def _frontend(hub: Hub) -> SlackFrontend | None:
     return frontend if isinstance(frontend, SlackFrontend) else None
 
 
+def _check_config(hub: Hub) -> str:
+    return SlackSettings().check_config()
+
+
 @hookimpl
-def stemhub_register_frontends(register: Callable[[str, FrontendFactory], None]) -> None:
-    register(PLATFORM, _build_frontend)
+def stemhub_register_frontends(register: RegisterFrontend) -> None:
+    register(PLATFORM, _build_frontend, check=_check_config)
+
+
+async def _to_frontend(
+    hub: Hub, request: Request, handler: Callable[[SlackFrontend], Handler]
+) -> Response:
+    """Hand a request to the running Slack frontend; 503 while it is not running."""
+    from starlette.responses import JSONResponse
+
+    running = _frontend(hub)
+    if running is None:
+        return JSONResponse(
+            {"error": {"code": "BACKEND_UNAVAILABLE", "message": "Slack is not running."}},
+            status_code=503,
+        )
+    return await handler(running)(request)
 
 
 @hookimpl
@@ -56,19 +81,20 @@ def stemhub_register_routes(register: Callable[[BaseRoute], None], hub: Hub) -> 
     settings = frontend.settings if frontend is not None else SlackSettings()
     if settings.resolved_mode() != "http":
         return
-    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def slack_events(request: Request) -> Response:
-        running = _frontend(hub)
-        if running is None:
-            return JSONResponse(
-                {"error": {"code": "BACKEND_UNAVAILABLE", "message": "Slack is not running."}},
-                status_code=503,
-            )
-        return await running.handle_http(request)
+        return await _to_frontend(hub, request, lambda running: running.handle_http)
 
     register(Route(EVENTS_PATH, slack_events, methods=["POST"]))
+    if not settings.multi_workspace():
+        return
+
+    async def slack_oauth(request: Request) -> Response:
+        return await _to_frontend(hub, request, lambda running: running.handle_oauth)
+
+    register(Route(INSTALL_PATH, slack_oauth, methods=["GET"]))
+    register(Route(REDIRECT_PATH, slack_oauth, methods=["GET"]))
 
 
 @hookimpl
@@ -93,7 +119,5 @@ async def stemhub_job_progress(hub: Hub, job: Job) -> None:
 
 
 @hookimpl
-def stemhub_register_commands(cli: typer.Typer) -> None:
-    from stemhub_slack.cli import app
-
-    cli.add_typer(app, name="slack")
+def stemhub_register_commands(register: RegisterCommand) -> None:
+    register("slack", "stemhub_slack.cli:app", help="Slack: the app manifest and setup checks.")

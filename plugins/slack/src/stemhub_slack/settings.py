@@ -12,8 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from stemhub.config import PluginSettings
-from stemhub.models import OutputFormat, StemSet
+from stemhub import ConfigError, OutputFormat, PluginSettings, StemSet
 
 Mode = Literal["auto", "socket", "http"]
 
@@ -21,6 +20,8 @@ PLATFORM = "slack"
 """The ``origin.platform`` of Slack jobs and the name the frontend is registered under."""
 
 EVENTS_PATH = "/slack/events"
+INSTALL_PATH = "/slack/install"
+REDIRECT_PATH = "/slack/oauth_redirect"
 
 
 class SlackSettings(PluginSettings):
@@ -41,6 +42,20 @@ class SlackSettings(PluginSettings):
         default=None,
         validation_alias=AliasChoices("STEMHUB_SLACK_SIGNING_SECRET", "SLACK_SIGNING_SECRET"),
     )
+    client_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STEMHUB_SLACK_CLIENT_ID", "SLACK_CLIENT_ID"),
+    )
+    client_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STEMHUB_SLACK_CLIENT_SECRET", "SLACK_CLIENT_SECRET"),
+    )
+    """With ``client_id``: HTTP mode installs in many workspaces through Slack's OAuth v2
+    (``/slack/install``); each workspace's bot token is kept in the hub's database."""
+    oauth_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    token_rotation: bool = False
+    """HTTP mode with the OAuth install: the manifest turns on Slack's token rotation (bot
+    tokens expire after 12 hours; the hub refreshes them). Slack cannot turn it off again."""
     mode: Mode = "auto"
     """``socket`` (needs the app token), ``http`` (needs the signing secret and a public
     URL), or ``auto``: Socket Mode when an app token is set."""
@@ -69,6 +84,11 @@ class SlackSettings(PluginSettings):
     allow_dms: bool = True
     """Whether people may use the app in a DM with it (file uploads arrive there)."""
 
+    channel_interval_s: float = Field(default=1.0, ge=0)
+    """At most one message write (post or edit) per channel per interval, for every job
+    together: Slack's one message per second per channel."""
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """HTTP mode: a request body longer than this is refused (413) before it is read."""
     progress_interval_s: float = Field(default=3.0, ge=0)
     """At most one progress edit per job per interval (Slack rate-limits chat.update)."""
     group_cache_s: float = Field(default=300.0, ge=0)
@@ -79,6 +99,45 @@ class SlackSettings(PluginSettings):
             return self.mode
         has_app_token = self.app_token is not None and bool(self.app_token.get_secret_value())
         return "socket" if has_app_token else "http"
+
+    def multi_workspace(self) -> bool:
+        """HTTP mode with OAuth client credentials: installs in many workspaces."""
+        secret = self.client_secret.get_secret_value() if self.client_secret else ""
+        return self.resolved_mode() == "http" and bool(self.client_id) and bool(secret)
+
+    def credentials(self) -> tuple[str, str]:
+        """The bot token and (HTTP mode) signing secret; a missing one names its setting.
+
+        Many-workspace installs have no bot token here (each workspace's comes with its
+        install): the token is then empty.
+        """
+        if self.multi_workspace():
+            return "", self.require("signing_secret").get_secret_value()
+        mode = self.resolved_mode()
+        if mode == "http" and self.mode == "auto" and self.signing_secret is None:
+            raise ConfigError(
+                "STEMHUB_SLACK_APP_TOKEN",
+                "missing: set it (xapp-…) for Socket Mode, or set STEMHUB_SLACK_SIGNING_SECRET "
+                "for HTTP mode",
+            )
+        token: str = self.require("bot_token").get_secret_value()
+        if mode == "socket":
+            self.require("app_token")
+            return token, ""
+        return token, self.require("signing_secret").get_secret_value()
+
+    def check_config(self) -> str:
+        """What is set up, from these settings alone (``stemhub doctor``): the credentials
+        of the mode in use, or a :class:`ConfigError` naming the one that is missing.
+        Whether Slack accepts them shows only when the app connects."""
+        self.credentials()
+        if self.multi_workspace():
+            how = f"HTTP mode at {EVENTS_PATH}, installs in many workspaces ({INSTALL_PATH})"
+        elif self.resolved_mode() == "socket":
+            how = "bot and app tokens set, Socket Mode"
+        else:
+            how = f"bot token and signing secret set, HTTP mode at {EVENTS_PATH}"
+        return f"{how} (Slack checks them when the app connects)"
 
     def is_file_host(self, url: str) -> bool:
         """Whether ``url`` is served by one of this workspace's private file hosts."""
@@ -94,4 +153,4 @@ class SlackSettings(PluginSettings):
         return host in names or (port is not None and f"{host}:{port}" in names)
 
 
-__all__ = ["EVENTS_PATH", "PLATFORM", "Mode", "SlackSettings"]
+__all__ = ["EVENTS_PATH", "INSTALL_PATH", "PLATFORM", "REDIRECT_PATH", "Mode", "SlackSettings"]

@@ -1,0 +1,142 @@
+"""Exit codes as the README documents them: 0 ok, 1 job failed, 2 bad usage or input
+(before the job or found inside it), 3 configuration missing, 130 interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from typer.testing import CliRunner
+
+from stemhub._store import Store
+from stemhub.cli import app
+from stemhub.config import Settings
+from stemhub.testing import write_test_tone
+
+from .conftest import STEMHUB, Shell
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_failed_job_exits_1_with_one_line_and_no_log_line(shell: Shell, home: Path) -> None:
+    song = write_test_tone(home / "song.wav")
+    unreachable = f"http://127.0.0.1:{_closed_port()}/api/v1"
+
+    result = shell(
+        "split",
+        str(song),
+        env={"STEMSPLIT_API_KEY": "sk_test_x", "STEMHUB_STEMSPLIT_BASE_URL": unreachable},
+    )
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error BACKEND_UNAVAILABLE: {song}: The separation service is not answering right "
+        "now. Try again in a few minutes."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + bytes(2000), "UNSUPPORTED_FORMAT"),
+        (b"", "UNSUPPORTED_FORMAT"),
+    ],
+)
+def test_bad_input_found_inside_the_job_exits_2(
+    cli: CliRunner, home: Path, content: bytes, code: str
+) -> None:
+    fake = home / "song.mp3"
+    fake.write_bytes(content)
+
+    result = cli.invoke(app, ["split", str(fake)])
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error {code}: {fake}: ")
+
+
+def test_too_short_and_cut_short_audio_exit_2(cli: CliRunner, home: Path) -> None:
+    short = write_test_tone(home / "short.wav", seconds=0.1)
+    whole = write_test_tone(home / "whole.wav", seconds=2.0)
+    cut = home / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+
+    result = cli.invoke(app, ["split", str(short), str(cut)])
+
+    assert result.exit_code == 2, result.output
+    codes = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert codes == ["error AUDIO_TOO_SHORT", "error CORRUPT_AUDIO"]
+
+
+def test_an_unknown_backend_is_bad_usage(cli: CliRunner, home: Path) -> None:
+    song = write_test_tone(home / "song.wav")
+    result = cli.invoke(app, ["split", str(song), "--backend", "nosuch"])
+    assert result.exit_code == 2
+    assert "'nosuch'" in result.stderr and "local" in result.stderr
+
+
+def test_a_missing_key_is_configuration_missing(cli: CliRunner, home: Path) -> None:
+    song = write_test_tone(home / "song.wav")
+    result = cli.invoke(app, ["split", str(song), "--backend", "stemsplit"])
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error CONFIG_MISSING: ")
+    assert "STEMSPLIT_API_KEY" in result.stderr
+
+
+def test_backend_names_take_any_case(cli: CliRunner, home: Path) -> None:
+    song = write_test_tone(home / "song.wav")
+    result = cli.invoke(app, ["split", str(song), "--backend", "LOCAL", "-s", "VOCALS"])
+    assert result.exit_code == 0, result.output
+    assert "local: asked for" in result.output
+
+
+def _statuses(home: Path) -> list[tuple[str, str]]:
+    """(status, stage) of every job, read from the store the command writes to."""
+
+    async def read() -> list[tuple[str, str]]:
+        store = await Store.open(str(Settings().resolved_database_url), migrate=False)
+        try:
+            return [(job.status.value, job.stage.value) for job in await store.list_jobs()]
+        except OperationalError:  # the command has not created the tables yet
+            return []
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_cancels_the_job_it_started_and_exits_130(home: Path) -> None:
+    song = write_test_tone(home / "long.wav", seconds=120.0)
+    process = subprocess.Popen(
+        [STEMHUB, "split", str(song)],
+        cwd=home,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while ("RUNNING", "separate") not in _statuses(home):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1].startswith("error JOB_CANCELLED: ")
+    assert [status for status, _stage in _statuses(home)] == ["CANCELLED"]
