@@ -395,8 +395,11 @@ class Hub:
         task = self._tasks.get(job_id)
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # asyncio.wait: the task's own end (cancelled, failed) is not raised here,
+            # while a cancel of this caller still is (suppressing CancelledError would eat it)
+            await asyncio.wait({task})
+            if not task.cancelled():
+                task.exception()  # retrieved (a job task reports its own failures)
         # the stored copy is the newest; the live one may know a remote id its
         # cancelled task had no time to persist
         job = await self.require_job(job_id)
@@ -438,7 +441,8 @@ class Hub:
                     return job
             raise AssertionError("unreachable")
 
-        return await asyncio.wait_for(_wait(), timeout)
+        async with asyncio.timeout(timeout):
+            return await _wait()
 
     async def watch(self, job_id: str, *, poll_s: float = 0.5) -> AsyncIterator[Job]:
         """Snapshots of a job as it changes (in-process events, store polling otherwise)."""
@@ -450,8 +454,11 @@ class Hub:
             if state != last:
                 last = state
                 yield job
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
+            # lands as the event is set, so Ctrl-C on `stemhub split` could be ignored
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), poll_s)
+                async with asyncio.timeout(poll_s):
+                    await event.wait()
 
     async def refresh_links(self, job_id: str) -> Job:
         """Re-issue expired remote links of a finished job (hosted backends)."""

@@ -397,3 +397,28 @@ async def test_a_backend_wrapper_sees_every_backend_and_every_job_goes_through_i
     done = await stemhub_hub.wait_for(job.id, timeout=patience(10))
     assert done.status is JobStatus.COMPLETED
     assert through == [job.id] and len(stemhub_fake_backend.started) == 1
+
+
+async def test_a_watcher_cancelled_as_its_job_changes_stops(
+    stemhub_hub: Hub, stemhub_fake_backend: FakeBackendControls, stemhub_audio_file: Path
+) -> None:
+    """Ctrl-C on ``stemhub split`` cancels the task that watches the job. A cancel that
+    lands in the same turn of the loop as a change of the job must still stop the watch
+    (Python 3.11's ``asyncio.wait_for`` returned the change and lost the cancel: seen as
+    a Ctrl-C ignored, the split running to its end and exiting 0)."""
+    stemhub_fake_backend.delay_s = 600.0
+    job = await stemhub_hub.submit(file_request(stemhub_audio_file))
+    first = asyncio.Event()
+
+    async def follow() -> None:
+        async for _snapshot in stemhub_hub.watch(job.id, poll_s=600.0):
+            first.set()
+
+    watcher = asyncio.create_task(follow())
+    await first.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)  # the watcher is parked on the job's change event
+    stemhub_hub.notify(job)
+    watcher.cancel()
+    done, _ = await asyncio.wait({watcher}, timeout=patience(10))
+    assert watcher in done and watcher.cancelled()

@@ -82,6 +82,18 @@ def test_the_token_comes_from_discord_token_as_a_secret(
     assert "abc.def.ghi" not in repr(settings)
 
 
+@pytest.mark.parametrize("typed", ["2,3", "2, 3", "2 3", "[2, 3]"])
+def test_shard_ids_from_the_environment_as_people_type_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str
+) -> None:
+    monkeypatch.setenv("STEMHUB_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("STEMHUB_DISCORD_SHARD_IDS", typed)
+    assert DiscordSettings(_env_file=None).shard_ids == [2, 3]
+    monkeypatch.setenv("STEMHUB_DISCORD_SHARD_IDS", "two")
+    with pytest.raises(ValueError, match="shard_ids"):
+        DiscordSettings(_env_file=None)
+
+
 def test_guild_policy_and_shards_come_from_stemhub_toml(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ discord.py reads the answer as it reads Discord's (rate limits, the gateway).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -19,6 +20,7 @@ import discord
 import pytest
 import pytest_asyncio
 
+from stemhub.testing import patience
 from tests.discord import _payloads as p
 from tests.fakes.discord import (
     APP_ID,
@@ -522,6 +524,87 @@ async def test_identify_rules(
         message = await ws.receive()
         assert message.type is aiohttp.WSMsgType.CLOSE
         assert ws.close_code == close
+
+
+# guilds on shard 0 and shard 1 of 2: (guild_id >> 22) % 2 is 0 and 1
+GUILD_ON_0 = 1000 << 22
+GUILD_ON_1 = 1001 << 22
+
+
+async def identified(
+    sim: FakeDiscord,
+    http: aiohttp.ClientSession,
+    stack: contextlib.AsyncExitStack,
+    shard: list[int] | None,
+) -> aiohttp.ClientWebSocketResponse:
+    """A gateway session identified as ``shard`` (None: no sharding), its READY read."""
+    ws = await stack.enter_async_context(http.ws_connect(sim.gateway_url))
+    assert (await ws.receive_json())["op"] == 10
+    identify: dict[str, Any] = {"token": BOT_TOKEN, "intents": 1, "properties": {}}
+    if shard is not None:
+        identify["shard"] = shard
+    await ws.send_json({"op": 2, "d": identify})
+    ready = await ws.receive_json()
+    assert ready["t"] == "READY" and ready["d"]["shard"] == (shard or [0, 1])
+    return ws
+
+
+async def next_dispatch(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, str]:
+    """The next DISPATCH a session got: its event and guild id ("dm" for none)."""
+    frame = await ws.receive_json()
+    data = frame["d"]
+    guild = data.get("guild_id") or (data["id"] if frame["t"] == "GUILD_CREATE" else "dm")
+    return frame["t"], str(guild)
+
+
+async def test_each_dispatch_goes_to_the_shard_of_its_guild_and_dms_to_shard_0(
+    sim: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        zero = await identified(sim, http, stack, [0, 2])
+        one = await identified(sim, http, stack, [1, 2])
+        unsharded = await identified(sim, http, stack, None)
+        everyone = [(0, 2), (1, 2), (0, 1)]
+
+        reached = [
+            await sim.push("INTERACTION_CREATE", p.split_command(guild_id=GUILD_ON_0)),
+            await sim.push("INTERACTION_CREATE", p.split_command(guild_id=GUILD_ON_1)),
+            await sim.push("INTERACTION_CREATE", p.split_command(guild=False)),
+            await sim.push("GUILD_CREATE", sim.guild_create(GUILD_ON_1)),
+            await sim.push("GUILD_CREATE", sim.guild_create(GUILD_ON_0)),
+        ]
+        assert [sorted(r) for r in reached] == [
+            [(0, 1), (0, 2)],
+            [(0, 1), (1, 2)],
+            [(0, 1), (0, 2)],
+            [(0, 1), (1, 2)],
+            [(0, 1), (0, 2)],
+        ]
+        assert sorted(session.shard for session in sim.gateways) == sorted(everyone)
+        # each session's frames in order: what is missing between two never came
+        interaction, g0, g1 = "INTERACTION_CREATE", str(GUILD_ON_0), str(GUILD_ON_1)
+        assert [await next_dispatch(zero) for _ in range(3)] == [
+            (interaction, g0),
+            (interaction, "dm"),
+            ("GUILD_CREATE", g0),
+        ]
+        assert [await next_dispatch(one) for _ in range(2)] == [
+            (interaction, g1),
+            ("GUILD_CREATE", g1),
+        ]
+        assert [await next_dispatch(unsharded) for _ in range(5)] == [
+            (interaction, g0),
+            (interaction, g1),
+            (interaction, "dm"),
+            ("GUILD_CREATE", g1),
+            ("GUILD_CREATE", g0),
+        ]
+
+        await zero.close()
+        async with asyncio.timeout(patience(5)):
+            while len(sim.gateways) > 2:  # noqa: ASYNC110 - polls the simulator
+                await asyncio.sleep(0.01)
+        assert await sim.push("GUILD_CREATE", sim.guild_create(GUILD_ON_0)) == [(0, 1)]
 
 
 # CDN

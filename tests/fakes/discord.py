@@ -69,7 +69,11 @@ Rate limits (``topics/rate-limits``)
 Gateway (``events/gateway#get-gateway-bot``, ``#sharding``, ``#identifying``)
     ``GET /gateway/bot`` gives the URL, the recommended ``shards`` and the
     ``session_start_limit``. IDENTIFY with ``shard: [id, count]`` where id >= count
-    closes with 4010 "Invalid shard".
+    closes with 4010 "Invalid shard". A session keeps the shard it identified with
+    (none given: ``[0, 1]``, which gets every event). A dispatch of a guild goes only to
+    the sessions of that guild's shard, ``shard_id = (guild_id >> 22) % num_shards``;
+    one of no guild (a DM's interaction) only to shard 0 (``#sharding``: "DMs will only
+    be sent to shard 0"). :meth:`FakeDiscord.push` applies it.
 
 Servers (``events/gateway-events#guild-create``, ``#guild-delete``)
     GUILD_CREATE carries the whole guild object plus ``joined_at``, ``member_count``,
@@ -495,6 +499,35 @@ class Chaos:
         return refusal
 
 
+def shard_of(guild_id: int | None, num_shards: int) -> int:
+    """The shard that gets a guild's events (``events/gateway#sharding``); DMs: shard 0."""
+    if guild_id is None:
+        return 0
+    return (guild_id >> 22) % num_shards
+
+
+def guild_of_event(event: str, data: dict[str, Any]) -> int | None:
+    """The guild a DISPATCH belongs to: its ``guild_id``, or the guild object's own ``id``
+    for GUILD_CREATE, GUILD_UPDATE and GUILD_DELETE (``events/gateway-events#guilds``)."""
+    guild = data.get("guild_id")
+    if guild is None and event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+        guild = data.get("id")
+    return int(guild) if guild is not None else None
+
+
+@dataclass
+class GatewaySession:
+    """One identified gateway connection and the shard it asked for."""
+
+    ws: web.WebSocketResponse
+    shard: tuple[int, int]
+    """``[id, count]`` from IDENTIFY."""
+
+    def gets(self, guild_id: int | None) -> bool:
+        shard_id, count = self.shard
+        return shard_of(guild_id, count) == shard_id
+
+
 @dataclass
 class Bucket:
     limit: int
@@ -533,7 +566,8 @@ class FakeDiscord:
     """While set, follow-ups hang unanswered and unrecorded (a hub dies meanwhile)."""
     url: str = ""
     identified: list[dict[str, Any]] = field(default_factory=list)
-    gateways: list[web.WebSocketResponse] = field(default_factory=list)
+    gateways: list[GatewaySession] = field(default_factory=list)
+    """The connected, identified sessions (a closed one leaves the list)."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1600000000000000000))
     _dm_channels: dict[int, int] = field(default_factory=dict)
     _buckets: dict[str, Bucket] = field(default_factory=dict)
@@ -578,12 +612,25 @@ class FakeDiscord:
         """Age one interaction past its 15 minutes (the others keep their time)."""
         self.interactions[token].created_at -= TOKEN_TTL_S + 1
 
-    async def push(self, event: str, data: dict[str, Any]) -> None:
-        """Send a gateway DISPATCH to every connected session (text frames, uncompressed)."""
+    async def push(self, event: str, data: dict[str, Any]) -> list[tuple[int, int]]:
+        """Send a gateway DISPATCH (text frames, uncompressed) to the sessions of its shard.
+
+        A guild's event goes to the sessions whose shard is the guild's, one of no guild
+        to shard 0 (``events/gateway#sharding``). Returns the shards it was sent to.
+        """
         if event == "INTERACTION_CREATE":
             self.receive(data)
-        for ws in self.gateways:
-            await ws.send_str(json.dumps({"op": 0, "t": event, "s": 2, "d": data}))
+        guild = guild_of_event(event, data)
+        sent = []
+        for session in list(self.gateways):
+            if not session.gets(guild) or session.ws.closed:
+                continue
+            try:
+                await session.ws.send_str(json.dumps({"op": 0, "t": event, "s": 2, "d": data}))
+            except ConnectionResetError:
+                continue  # the bot's process is gone; its socket not closed here yet
+            sent.append(session.shard)
+        return sent
 
     # servers
 
@@ -1157,6 +1204,7 @@ def make_app(fake: FakeDiscord) -> web.Application:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 45000}}))
+        session: GatewaySession | None = None
         async for message in ws:
             frame = json.loads(message.data)
             if frame["op"] == 1:
@@ -1180,7 +1228,10 @@ def make_app(fake: FakeDiscord) -> web.Application:
                     "shard": shard,
                 }
                 await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
-                fake.gateways.append(ws)
+                session = GatewaySession(ws, (int(shard[0]), int(shard[1])))
+                fake.gateways.append(session)
+        if session is not None:
+            fake.gateways.remove(session)
         return ws
 
     @routes.get("/cdn/attachments/{channel}/{name}")
@@ -1238,11 +1289,14 @@ __all__ = [
     "Call",
     "Chaos",
     "FakeDiscord",
+    "GatewaySession",
     "Refusal",
     "SimClock",
     "SimInteraction",
     "SimMessage",
     "check_message",
+    "guild_of_event",
     "make_app",
     "running_fake_discord",
+    "shard_of",
 ]

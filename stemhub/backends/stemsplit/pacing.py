@@ -287,7 +287,8 @@ class RequestPacer:
                 self._kick.clear()
                 # a pause can be extended meanwhile: re-check after waking
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), self.clock.to_real(delay))
+                    async with asyncio.timeout(self.clock.to_real(delay)):
+                        await self._kick.wait()
                 continue
             if not await self._take_shared():
                 continue

@@ -196,7 +196,8 @@ class Waiter:
         """The delivery if one came within ``timeout_s`` real seconds, else None."""
         if self.data is None and timeout_s > 0:
             try:
-                await asyncio.wait_for(self.woken.wait(), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await self.woken.wait()
             except TimeoutError:
                 return None
         data, self.data = self.data, None

@@ -7,10 +7,10 @@ restrict a server to some channels or roles without touching code.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from stemhub import ConfigError, OutputFormat, PluginSettings, StemSet
 
@@ -54,8 +54,17 @@ class DiscordSettings(PluginSettings):
 
     shard_count: int | None = Field(default=None, ge=1)
     """Shards in all; alone, this process runs every one of them."""
-    shard_ids: list[int] | None = None
-    """Shards this process runs (with ``shard_count``): a large bot runs as several processes."""
+    shard_ids: Annotated[list[int] | None, NoDecode] = None
+    """Shards this process runs (with ``shard_count``): a large bot runs as several processes.
+    From the environment as people type it (``0,1`` or ``0 1``) or as a JSON list."""
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().strip("[]").replace(",", " ").split() or None
+        return value
+
     auto_shard: bool = False
     """Let Discord pick the shard count and run every shard in this process."""
 

@@ -474,7 +474,8 @@ class SlackFrontend(Frontend):
         gate = self._announcing.get(job_id)
         if gate is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gate.wait(), ANNOUNCE_WAIT_S)
+                async with asyncio.timeout(ANNOUNCE_WAIT_S):
+                    await gate.wait()
 
     # talking to people
 
