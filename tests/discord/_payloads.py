@@ -239,7 +239,13 @@ def split_stems_menu(message: dict[str, Any], **base: Any) -> dict[str, Any]:
 def component_click(
     message: dict[str, Any], custom_id: str, *, values: list[str] | None = None, **base: Any
 ) -> dict[str, Any]:
-    """A click on a component of ``message`` (as the bot posted it)."""
+    """A click on a component of ``message`` (as the bot posted it), from its channel.
+
+    Discord sends a component interaction with the ``channel_id`` of the message clicked
+    (``interactions/receiving-and-responding#interaction-object``).
+    """
+    if message.get("channel_id") is not None:
+        base.setdefault("channel_id", int(message["channel_id"]))
     data: dict[str, Any] = {"custom_id": custom_id, "component_type": 3 if values else 2}
     if values is not None:
         data["values"] = values

@@ -8,7 +8,39 @@ import type {
 } from 'n8n-workflow';
 
 import { stemhubRequest } from '../Stemhub/GenericFunctions';
-import { verifyDelivery } from './signature';
+import { type DeliveryMemory, verifyDelivery } from './signature';
+
+/*
+ * The replay memory lives in the node's workflow static data (`deliveries`: id -> unix
+ * time after which a replay is stale anyway), so a restart or another webhook process of
+ * the same workflow (queue mode) refuses a replay too. How n8n 2.8 (the version that
+ * plugins/n8n_bridge/n8n-runtime pins) treats static data, which its docs ask to keep
+ * small (LiveWebhooks.executeWebhook, WorkflowStaticDataService.saveStaticData): every
+ * webhook request builds the workflow afresh with the static data read from the database,
+ * and once the response is decided saves it, if it changed: for an accepted delivery
+ * right after the execution is started or queued, not after it ends. If the execution
+ * cannot be started nothing is saved, so the hub's retry of that id is let through again.
+ *
+ * Limits: each request saves the whole static data as it read it, so two deliveries
+ * processed at once do not see each other's id (a replay racing its original), and the
+ * snapshot saved last drops the id of the other. Within one process `accepting` closes
+ * both: it holds each id this process accepted until the id is stale, and a delivery of
+ * a held id is answered 503 (retry later; nothing runs). Across processes, and after a
+ * restart, the window from read to save (milliseconds) stays open, and an id dropped by a
+ * concurrent save is known only to the `accepting` of the process that accepted it.
+ */
+const accepting = new Map<string, number>();
+const MAX_HELD = 10_000;
+
+function hold(key: string, until: number, now: number): number | undefined {
+	for (const [held, expires] of accepting) {
+		if (expires < now || accepting.size > MAX_HELD) accepting.delete(held);
+	}
+	const held = accepting.get(key);
+	if (held !== undefined) return held;
+	accepting.set(key, until);
+	return undefined;
+}
 
 export class StemhubTrigger implements INodeType {
 	description: INodeTypeDescription = {
@@ -104,11 +136,33 @@ export class StemhubTrigger implements INodeType {
 			response.status(401).json({ error: 'no signing secret or body to verify' });
 			return { noWebhookResponse: true };
 		}
-		const verdict = verifyDelivery(secret, request.headers, request.rawBody);
+		const now = Date.now() / 1000;
+		const stored = data.deliveries;
+		const draft: DeliveryMemory =
+			typeof stored === 'object' && stored !== null ? { ...(stored as DeliveryMemory) } : {};
+		const verdict = verifyDelivery(secret, request.headers, request.rawBody, draft, now);
 		if (!verdict.ok) {
-			response.status(verdict.reason === 'replayed' ? 409 : 401).json({ error: verdict.reason });
+			if (verdict.retryAfterS !== undefined) {
+				response.setHeader('Retry-After', String(verdict.retryAfterS));
+			}
+			if (verdict.reason === 'replayed') {
+				// a success that runs nothing: the hub retries a delivery whose 2xx it never got
+				// (same id, new timestamp), and a refusal would keep it retrying until the id
+				// expires here, when the next retry would run the workflow a second time
+				response.status(200).json({ received: true, duplicate: true });
+				return { noWebhookResponse: true };
+			}
+			response.status(verdict.reason === 'full' ? 503 : 401).json({ error: verdict.reason });
 			return { noWebhookResponse: true };
 		}
+		const key = JSON.stringify([this.getWorkflow().id, this.getNode().name, verdict.id]);
+		const held = hold(key, draft[verdict.id], now);
+		if (held !== undefined) {
+			response.setHeader('Retry-After', String(Math.max(1, Math.ceil(held - now))));
+			response.status(503).json({ error: 'in flight' });
+			return { noWebhookResponse: true };
+		}
+		data.deliveries = draft;
 		const event = this.getBodyData();
 		return { workflowData: [this.helpers.returnJsonArray([event])] };
 	}
