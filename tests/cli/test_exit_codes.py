@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -117,9 +120,9 @@ def _statuses(home: Path) -> list[tuple[str, str]]:
     return asyncio.run(read())
 
 
-def _separating(home: Path) -> bool:
-    """Whether the command's job is in its separation: a cheap read of the SQLite file
-    (no engine, no event loop), so that Ctrl-C follows the stage closely on a busy machine."""
+def _stage_is(home: Path, wanted: tuple[str, str]) -> bool:
+    """Whether the command's job is in ``wanted`` (status, stage): a cheap read of the
+    SQLite file (no engine, no event loop)."""
     path = Settings().data_dir / "stemhub.db"
     if not path.exists():
         return False
@@ -130,31 +133,63 @@ def _separating(home: Path) -> bool:
         return False
     finally:
         connection.close()
-    return ("RUNNING", "separate") in [tuple(row) for row in rows]
+    return wanted in [tuple(row) for row in rows]
+
+
+class HeldSong(http.server.BaseHTTPRequestHandler):
+    """Serves a song's first bytes, then holds the rest until the test lets it go: the
+    job stays in its fetch stage, however fast or slow the machine, until Ctrl-C."""
+
+    body = b""
+    started = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "audio/wav")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body[:65536])
+        self.wfile.flush()
+        type(self).started.set()
+        type(self).release.wait(timeout=600)
+        with contextlib.suppress(OSError):  # the command hung up on Ctrl-C
+            self.wfile.write(self.body[65536:])
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
 
 
 @pytest.mark.timeout(600)
 def test_ctrl_c_cancels_the_job_it_started_and_exits_130(home: Path) -> None:
-    # six minutes of audio (at 22.05 kHz: 64 MB, under the upload limit): a separation of
-    # many seconds even on an idle machine, so the Ctrl-C surely lands inside it
-    song = write_test_tone(home / "long.wav", seconds=360.0, sample_rate=22050)
-    process = subprocess.Popen(
-        [STEMHUB, "split", str(song)],
-        cwd=home,
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    HeldSong.body = write_test_tone(home / "long.wav", seconds=30.0).read_bytes()
+    HeldSong.started.clear()
+    HeldSong.release.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HeldSong)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/long.wav"
     try:
-        while not _separating(home):
-            assert process.poll() is None, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=300)
+        process = subprocess.Popen(
+            [STEMHUB, "split", url],
+            cwd=home,
+            env={**os.environ, "STEMHUB_ALLOW_PRIVATE_NETWORKS": "true"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            while not (HeldSong.started.is_set() and _stage_is(home, ("RUNNING", "fetch"))):
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            _out, err = process.communicate(timeout=300)
+        finally:
+            if process.poll() is None:
+                process.kill()
     finally:
-        if process.poll() is None:
-            process.kill()
+        HeldSong.release.set()
+        server.shutdown()
+        server.server_close()
 
     assert process.returncode == 130, err
     assert err.splitlines()[-1].startswith("error JOB_CANCELLED: ")
