@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -169,8 +170,15 @@ def test_ctrl_c_cancels_the_job_it_started_and_exits_130(home: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/long.wav"
     try:
+        # the command starts as from a terminal, with Ctrl-C at its default: a runner that
+        # started this test in the background (``cmd &`` in a script) ignores SIGINT, and
+        # its children would inherit that; os.execv keeps the pid the signal goes to
+        reset_ctrl_c = (
+            "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
         process = subprocess.Popen(
-            [STEMHUB, "split", url],
+            [sys.executable, "-c", reset_ctrl_c, STEMHUB, "split", url],
             cwd=home,
             env={**os.environ, "STEMHUB_ALLOW_PRIVATE_NETWORKS": "true"},
             stdout=subprocess.PIPE,
