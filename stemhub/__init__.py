@@ -35,6 +35,7 @@ from stemhub.plugin.spec import (
     hookimpl,
 )
 from stemhub.retry import RetryPolicy
+from stemhub.waiting import wait_event
 
 if TYPE_CHECKING:
     from stemhub import media, stemsplit_wire
@@ -139,5 +140,6 @@ __all__ = [
     "parse_limit",
     "stemsplit_wire",
     "utcnow",
+    "wait_event",
     "zip_response",
 ]

@@ -47,6 +47,7 @@ from stemhub.plugin.manager import Hooks, StemhubPluginManager, get_plugin_manag
 from stemhub.plugin.spec import BackendFactory, ConfigCheck, FrontendFactory, ReadyCheck
 from stemhub.plugin.state import NamespacedKV
 from stemhub.scheduling import FairSlots, tenant_of
+from stemhub.waiting import wait_event
 
 if TYPE_CHECKING:
     from stemhub.backends.base import Backend
@@ -454,11 +455,7 @@ class Hub:
             if state != last:
                 last = state
                 yield job
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
-            # lands as the event is set, so Ctrl-C on `stemhub split` could be ignored
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_s):
-                    await event.wait()
+            await wait_event(event, poll_s)
 
     async def refresh_links(self, job_id: str) -> Job:
         """Re-issue expired remote links of a finished job (hosted backends)."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from stemhub.stemsplit_wire import DEFAULT_RATE_LIMIT, RATE_LIMIT_WINDOW_S, RateLimitInfo
+from stemhub.waiting import wait_event
 
 log = logging.getLogger("stemhub.backends.stemsplit")
 
@@ -286,9 +287,7 @@ class RequestPacer:
             if delay > 0:
                 self._kick.clear()
                 # a pause can be extended meanwhile: re-check after waking
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.clock.to_real(delay)):
-                        await self._kick.wait()
+                await wait_event(self._kick, self.clock.to_real(delay))
                 continue
             if not await self._take_shared():
                 continue

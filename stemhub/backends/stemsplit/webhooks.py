@@ -36,6 +36,7 @@ from stemhub.stemsplit_wire import (
     error_envelope,
     verify_signature,
 )
+from stemhub.waiting import wait_event
 
 if TYPE_CHECKING:
     from stemhub._sealing import Sealer
@@ -194,12 +195,8 @@ class Waiter:
 
     async def wait(self, timeout_s: float) -> WebhookEventData | None:
         """The delivery if one came within ``timeout_s`` real seconds, else None."""
-        if self.data is None and timeout_s > 0:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await self.woken.wait()
-            except TimeoutError:
-                return None
+        if self.data is None and timeout_s > 0 and not await wait_event(self.woken, timeout_s):
+            return None
         data, self.data = self.data, None
         self.woken.clear()
         return data

@@ -36,7 +36,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message
 
-from stemhub import ConfigError, ErrorCode, Frontend, Job, JobRequest, Origin, StemhubError
+from stemhub import (
+    ConfigError,
+    ErrorCode,
+    Frontend,
+    Job,
+    JobRequest,
+    Origin,
+    StemhubError,
+    wait_event,
+)
 from stemhub_slack.access import AccessPolicy
 from stemhub_slack.ask import Ask
 from stemhub_slack.delivery import deliver, notify_undelivered
@@ -473,9 +482,7 @@ class SlackFrontend(Frontend):
     async def wait_for_announcement(self, job_id: str) -> None:
         gate = self._announcing.get(job_id)
         if gate is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ANNOUNCE_WAIT_S):
-                    await gate.wait()
+            await wait_event(gate, ANNOUNCE_WAIT_S)
 
     # talking to people
 
