@@ -7,15 +7,14 @@ the same plugins as on a hub (the local engine, demucs, the hosted API), and the
 store. A Celery thread hands each message to that loop and blocks until the outcome is
 recorded; only then does Celery acknowledge the message.
 
-For each message: an outcome already recorded (a redelivery after a crash between the
-record and the ack): drop it. Else take the task's run lease (renewed while the task
-runs; a worker killed mid-task lets it lapse in :data:`RUN_LEASE_S`); while another
-worker holds it, wait for that run's outcome (then drop the message) or for the lease
-to lapse (then run the task here). A run records its outcome before releasing the lease,
-so the outcome is read again once the lease is taken: a run that ended in between is
-not run twice. A job that is gone, finished or cancelled: drop the
-task. Else download the input, start the backend, wait while polling for a cancel
-request, upload the stems, record the outcome (insert-if-absent: the first run's
+For each message: take the task's run lease (renewed while the task runs; a worker
+killed mid-task lets it lapse in :data:`RUN_LEASE_S`); while another worker holds it,
+wait for that run's outcome (then drop the message) or for the lease to lapse. With the
+lease held, an outcome already recorded (a redelivery after a crash between the record
+and the ack; a run that ended just before the claim, since a run records its outcome
+before releasing the lease): drop the task. A job that is gone, finished or cancelled:
+drop the task. Else download the input, start the backend, wait while polling for a
+cancel request, upload the stems, record the outcome (insert-if-absent: the first run's
 outcome wins), delete the input.
 """
 
@@ -162,17 +161,15 @@ class WorkerRuntime:
         """Run one task to a recorded outcome, or drop it; raises only if nothing was recorded."""
         task_id = message.task_id
         await self.records.note_delivery(task_id, self.name)
-        if await self.records.outcome(task_id) is not None:
-            log.info("task %s: outcome already recorded; dropping the redelivery", task_id)
-            return
         if not await self._claim_run(task_id):
             log.info("task %s: another worker's run recorded the outcome; dropping it", task_id)
             return
         try:
-            # a run records its outcome before it releases the lease: one that ended between
-            # the check above and this claim left its outcome, and the claim must not rerun it
+            # read once the lease is held: a run records its outcome before it releases the
+            # lease, so a finished task (a redelivery after a crash between the record and
+            # the ack, or a run that ended just before this claim) is never run again
             if await self.records.outcome(task_id) is not None:
-                log.info("task %s: a run ended just before this claim; dropping it", task_id)
+                log.info("task %s: outcome already recorded; dropping the redelivery", task_id)
                 return
             await self._run(message)
         finally:
