@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.server
 import os
@@ -17,10 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from stemhub._store import Store
 from stemhub.cli import app
 from stemhub.config import Settings
 from stemhub.testing import write_test_tone
@@ -107,34 +104,19 @@ def test_backend_names_take_any_case(cli: CliRunner, home: Path) -> None:
 
 
 def _statuses(home: Path) -> list[tuple[str, str]]:
-    """(status, stage) of every job, read from the store the command writes to."""
-
-    async def read() -> list[tuple[str, str]]:
-        store = await Store.open(str(Settings().resolved_database_url), migrate=False)
-        try:
-            return [(job.status.value, job.stage.value) for job in await store.list_jobs()]
-        except OperationalError:  # the command has not created the tables yet
-            return []
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
-
-
-def _stage_is(home: Path, wanted: tuple[str, str]) -> bool:
-    """Whether the command's job is in ``wanted`` (status, stage): a cheap read of the
-    SQLite file (no engine, no event loop)."""
+    """(status, stage) of every job in the command's SQLite file: a plain query (no
+    engine, no event loop), cheap enough to poll while the command runs."""
     path = Settings().data_dir / "stemhub.db"
     if not path.exists():
-        return False
+        return []
     connection = sqlite3.connect(path, timeout=30)
     try:
         rows = connection.execute("SELECT status, stage FROM jobs").fetchall()
     except sqlite3.OperationalError:  # the command has not created the table yet
-        return False
+        return []
     finally:
         connection.close()
-    return wanted in [tuple(row) for row in rows]
+    return [(str(status), str(stage)) for status, stage in rows]
 
 
 class HeldSong(http.server.BaseHTTPRequestHandler):
@@ -186,7 +168,7 @@ def test_ctrl_c_cancels_the_job_it_started_and_exits_130(home: Path) -> None:
             text=True,
         )
         try:
-            while not (HeldSong.started.is_set() and _stage_is(home, ("RUNNING", "fetch"))):
+            while not (HeldSong.started.is_set() and ("RUNNING", "fetch") in _statuses(home)):
                 assert process.poll() is None, process.communicate()
                 time.sleep(0.05)
             process.send_signal(signal.SIGINT)
