@@ -384,6 +384,25 @@ async def test_a_deleted_response_is_an_unknown_message(
     assert (status, body["code"]) == (404, 10008)
 
 
+async def test_a_followup_is_deleted_by_its_id_and_the_response_stays(
+    sim: FakeDiscord, http: aiohttp.ClientSession
+) -> None:
+    payload = await deferred(sim, http)
+    # answered first: a follow-up on a loading response would be that response
+    status, _body, _h = await send(http, "PATCH", webhook_url(sim, payload), {"content": "done"})
+    assert status == 200
+    url = f"{sim.api}/webhooks/{APP_ID}/{payload['token']}"
+    status, followup, _h = await send(http, "POST", url, {"content": "later"})
+    assert status == 200
+    async with http.delete(webhook_url(sim, payload, followup["id"])) as response:
+        assert response.status == 204
+    status, body, _h = await send(http, "PATCH", webhook_url(sim, payload), {"content": "x"})
+    assert status == 200, "the response itself is still there"
+    gone = webhook_url(sim, payload, followup["id"])
+    status, body, _h = await send(http, "PATCH", gone, {"content": "x"})
+    assert (status, body["code"]) == (404, 10008)
+
+
 async def test_a_followup_on_a_loading_response_edits_it_and_keeps_it_private(
     sim: FakeDiscord, http: aiohttp.ClientSession
 ) -> None:

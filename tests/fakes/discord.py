@@ -831,6 +831,21 @@ class FakeDiscord:
             raise unknown_webhook()
         return interaction
 
+    def _addressed(self, interaction: SimInteraction, ref: str) -> SimMessage:
+        """The message a webhook route names: ``@original`` or one of the interaction's
+        follow-ups by id (``webhook#edit-webhook-message``, ``#delete-webhook-message``);
+        a deleted or unknown one answers 10008 Unknown Message."""
+        if ref == "@original":
+            message = interaction.original
+        else:
+            wanted = int(ref)
+            message = next(
+                (m for m in self.of_interaction(interaction.token) if m.id == wanted), None
+            )
+        if message is None or message.deleted:
+            raise unknown_message()
+        return message
+
     def _post(
         self,
         channel_id: int,
@@ -1085,14 +1100,7 @@ def make_app(fake: FakeDiscord) -> web.Application:
     )
     async def edit_original(request: web.Request, call: Call, _h: dict[str, str]) -> web.Response:
         interaction = fake._live(request.match_info["token"])
-        original = interaction.original
-        if request.match_info["message"] != "@original":
-            wanted = int(request.match_info["message"])
-            original = next(
-                (m for m in fake.of_interaction(interaction.token) if m.id == wanted), None
-            )
-        if original is None or original.deleted:
-            raise unknown_message()
+        original = fake._addressed(interaction, request.match_info["message"])
         if original.channel_id in fake.archived_threads:
             raise archived_thread()
         body = call.json or {}
@@ -1122,11 +1130,10 @@ def make_app(fake: FakeDiscord) -> web.Application:
     )
     async def delete_original(request: web.Request, call: Call, _h: dict[str, str]) -> web.Response:
         interaction = fake._live(request.match_info["token"])
-        original = interaction.original
-        if original is None or original.deleted:
-            raise unknown_message()
-        original.deleted = True
-        interaction.original = None
+        message = fake._addressed(interaction, request.match_info["message"])
+        message.deleted = True
+        if message is interaction.original:
+            interaction.original = None
         return web.Response(status=204)
 
     @route("POST", "/webhooks/{app}/{token}", kind="followup", bot_auth=False, interaction=True)
