@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 import time
 import uuid
@@ -37,6 +36,8 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from stemhub.http import tcp_listener
 
 WAIT_TIMEOUT_S = 30.0
 
@@ -142,9 +143,7 @@ class SeparationService:
 
 
 async def serve(delay_s: float) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = tcp_listener("127.0.0.1", 0)
     sock.listen(4096)
     config = uvicorn.Config(
         SeparationService(delay_s).app(),

@@ -6,7 +6,10 @@ on its own uvicorn server with the same settings (:class:`stemhub.http.ServerLim
 ``wrk`` (Debian package ``wrk``) drives them from another process, one endpoint after
 the other in the same run:
 
-- ``GET /bare`` on the bare app: the framework's floor on this machine;
+- ``GET /bare`` on the bare app: the framework's floor on this machine, on the hub's
+  server code and again on a plain ``uvicorn.Server`` with uvicorn's own defaults and
+  listener (the two should match: a gap is a cost of our server code, as the 40 ms
+  Nagle stall :func:`stemhub.http.tcp_listener` removed);
 - ``GET /healthz`` on the hub: the hub's app and middleware, no auth, no store;
 - ``GET /api/v1/jobs/{id}`` and ``GET /v1/jobs/{id}``: API key check, the per-key rate
   limit, the job read and its rendering with fresh signed links.
@@ -90,6 +93,7 @@ def _wrk(name: str, url: str, args: argparse.Namespace, headers: dict[str, str])
 
 async def _serve(data_dir: Path, info_file: Path) -> None:
     """The server process: a hub with the bridge, its outbox worker and a file server."""
+    import uvicorn
     from starlette.applications import Starlette
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Route
@@ -126,6 +130,14 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
         return JSONResponse({"id": "job", "status": "COMPLETED", "progress": 100})
 
     bare = Starlette(routes=[Route("/bare", bare_endpoint)])
+    # the same bare app on uvicorn's own defaults and listener: a floor no setting of ours
+    # touches (a hub server 40 ms slower per request than this once hid behind the row
+    # above, which shares the hub's server code)
+    plain_port = free_port()
+    plain = uvicorn.Server(
+        uvicorn.Config(bare, port=plain_port, log_level="warning", access_log=False, lifespan="off")
+    )
+    plain_task = asyncio.create_task(plain.serve())
     async with (
         Hub(settings, pm=pm, frontends=["n8n_bridge"]) as hub,
         serve(files) as files_url,
@@ -149,6 +161,7 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
             "job": made.json()["id"],
             "source": files_url + "/song.wav",
             "bare": bare_url,
+            "plain": f"http://127.0.0.1:{plain_port}",
         }
         await asyncio.to_thread(info_file.write_text, json.dumps(info))
         try:
@@ -156,6 +169,8 @@ async def _serve(data_dir: Path, info_file: Path) -> None:
         finally:
             worker.cancel()
             await server.stop()
+            plain.should_exit = True
+            await plain_task
 
 
 def _wait_for_server(process: subprocess.Popen[bytes], info_file: Path) -> dict[str, str]:
@@ -199,6 +214,7 @@ def _phases(args: argparse.Namespace, info: dict[str, str], server: psutil.Proce
     rss_start = server.memory_info().rss / 2**20
     results = [
         _wrk("bare Starlette GET /bare", info["bare"] + "/bare", args, {}),
+        _wrk("same, uvicorn's defaults", info["plain"] + "/bare", args, {}),
         _wrk("hub GET /healthz", url + "/healthz", args, {}),
         _wrk("GET /api/v1/jobs/{id}", f"{url}/api/v1/jobs/{job}", args, auth),
         _wrk("GET /v1/jobs/{id}", f"{url}/v1/jobs/{job}", args, auth),

@@ -8,7 +8,6 @@ cost more than most of the tests themselves.
 from __future__ import annotations
 
 import contextlib
-import socket
 import ssl
 import threading
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+
+from stemhub.http import tcp_listener
 
 
 @dataclass
@@ -40,10 +41,7 @@ def serve(
     ssl_keyfile: str | None = None,
 ) -> Iterator[RunningServer]:
     """Serve ``app`` on a kernel-chosen port of ``host`` until the block ends."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = tcp_listener(host, 0)
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         app,
