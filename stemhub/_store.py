@@ -20,10 +20,13 @@ survive restarts and span instances.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,6 +88,39 @@ quota_hits = sa.Table(
 LEASE_CHUNK = 500
 
 MIGRATION_LOCK = 0x5374656D687562  # "Stemhub": the advisory lock migrations hold
+# Alembic keeps its running migration in module globals: one upgrade at a time per process
+_UPGRADING = threading.Lock()
+
+
+@contextlib.asynccontextmanager
+async def _migration_turn(database: Path | None) -> AsyncIterator[None]:
+    """Hold this process's migration turn and, for a SQLite file, its lock file.
+
+    SQLite has no advisory lock, so hubs and workers opening one fresh file together each
+    created the tables and all but one failed ("table alembic_version already exists").
+    ``flock`` on ``<file>.migrate-lock`` orders them across processes (and across stores
+    of one process: each open of the file locks on its own). Both locks are polled, so a
+    cancelled open never leaves one held.
+    """
+    # polled: the lock is shared by every thread and event loop of the process
+    while not _UPGRADING.acquire(blocking=False):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    try:
+        if database is None:
+            yield
+            return
+        with database.with_name(database.name + ".migrate-lock").open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.02)
+            yield
+    finally:
+        _UPGRADING.release()
+
+
 SCHEMA_HEAD = "0003"
 """The newest revision under ``stemhub/migrations/versions`` (a test holds it to
 Alembic's head): a database at it needs no migration."""
@@ -218,8 +254,12 @@ class Store:
         engine: AsyncEngine,
         sync_engine: Engine | None = None,
         nowait_engine: Engine | None = None,
+        *,
+        path: Path | None = None,
     ) -> None:
         self.engine = engine
+        self.path = path
+        """The SQLite file (None: PostgreSQL or an in-memory database)."""
         self.writer = JobWriter(engine, sync_engine, nowait_engine)
 
     @classmethod
@@ -242,7 +282,8 @@ class Store:
         else:
             engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
             sync_engine = nowait_engine = None
-        store = cls(engine, sync_engine, nowait_engine)
+        file = Path(path) if url.startswith("sqlite") and path and path != ":memory:" else None
+        store = cls(engine, sync_engine, nowait_engine, path=file)
         if migrate:
             await store.migrate()
         return store
@@ -261,12 +302,15 @@ class Store:
             return
         from stemhub.migrations import upgrade
 
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # several processes opening a fresh database at once would each try to
-                # create the tables; one migrates, the others wait and find it done
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
-            await conn.run_sync(upgrade)
+        async with _migration_turn(self.path):
+            if self.path is not None and await self.schema_revision() == SCHEMA_HEAD:
+                return  # another hub migrated the file while this one waited
+            async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    # several processes opening a fresh database at once would each try
+                    # to create the tables; one migrates, the others wait and find it done
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+                await conn.run_sync(upgrade)
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the database is at, read without Alembic (None: no schema)."""

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from stemhub._store import LEASE_CHUNK, Store
+from stemhub._store import LEASE_CHUNK, SCHEMA_HEAD, Store
 from stemhub.migrations import downgrade
 from stemhub.models import Job, JobRequest, JobStatus, Origin, Source, SourceKind, Stage
+from stemhub.testing import patience
 
 
 def make_job(key: str | None = None, user: str = "u1") -> Job:
@@ -127,6 +130,59 @@ async def test_processes_opening_a_fresh_database_at_once_all_migrate_it(
     finally:
         for opened in stores:
             await opened.close()
+
+
+async def test_stores_opening_fresh_sqlite_files_at_once_all_migrate_them(tmp_path: Path) -> None:
+    """One file opened four times, and four files at once, in one process: Alembic keeps
+    the running migration in globals, so upgrades take turns; each file ends migrated."""
+    same = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+    urls = [same] * 4 + [f"sqlite+aiosqlite:///{tmp_path / f'other{n}.db'}" for n in range(4)]
+    stores = await asyncio.gather(*(Store.open(url) for url in urls))
+    try:
+        job = await stores[0].insert_job(make_job())
+        assert all([await s.get_job(job.id) is not None for s in stores[:4]])
+        assert all([await s.schema_revision() == SCHEMA_HEAD for s in stores])
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_sqlite_file_at_once_all_migrate_it(tmp_path: Path) -> None:
+    """Hubs and workers started together on one SQLite file: the lock file orders them.
+
+    Each process imports the store, says so, and when the test says go opens eight fresh
+    files one after the other, so the opens really race, eight times."""
+    go = tmp_path / "go"
+    script = (
+        "import asyncio, os, sys, time\n"
+        "from stemhub._store import Store\n"
+        "print('ready', flush=True)\n"
+        "while not os.path.exists(sys.argv[2]):\n"
+        "    time.sleep(0.001)\n"
+        "async def main():\n"
+        "    for n in range(8):\n"
+        "        store = await Store.open(f'{sys.argv[1]}{n}.db')\n"
+        "        print(await store.schema_revision())\n"
+        "        await store.close()\n"
+        "asyncio.run(main())\n"
+    )
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, f"sqlite+aiosqlite:///{tmp_path}/fresh", str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for process in processes:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+    go.touch()
+    results = [process.communicate(timeout=patience(60)) for process in processes]
+    outcomes = [(p.returncode, out.split()) for p, (out, _) in zip(processes, results, strict=True)]
+    assert outcomes == [(0, [SCHEMA_HEAD] * 8)] * 6, [err[-600:] for _, err in results]
 
 
 @pytest.mark.slow
