@@ -133,7 +133,6 @@ async def run_hub(
             concurrency=concurrency or Settings.model_fields["concurrency"].default,
             public_url=None,
             signing_key="stemhub-bench-signing-key",
-            stemsplit_api_key=None,
             quota=no_quota,
         )
         sessions = [

@@ -49,6 +49,7 @@ from stemhub.backends import stemsplit as stemsplit_module
 from stemhub.backends.base import ProgressCallback, SeparationResult, SeparationTask
 from stemhub.backends.stemsplit.backend import StemSplitBackend
 from stemhub.backends.stemsplit.pacing import ScaledClock
+from stemhub.backends.stemsplit.settings import StemSplitSettings
 from stemhub.frontend import Frontend
 from stemhub.http import HubServer
 from stemhub.hub import Hub
@@ -100,14 +101,19 @@ class TimedStemSplitBackend(StemSplitBackend):
 class BenchPlugin:
     """The StemSplit backend on the shared clock, its webhook route, and the frontend."""
 
-    def __init__(self, seen: Deliveries) -> None:
+    def __init__(self, seen: Deliveries, stemsplit: StemSplitSettings) -> None:
         self.seen = seen
+        self.stemsplit = stemsplit
 
     @hookimpl
     def stemhub_register_backends(self, register: Callable[..., None]) -> None:
         def factory(hub: Hub) -> StemSplitBackend:
             backend = TimedStemSplitBackend(
-                hub.settings, store=hub.store, sealer=hub.sealer, clock=self.seen.clock
+                hub.settings,
+                self.stemsplit,
+                store=hub.store,
+                sealer=hub.sealer,
+                clock=self.seen.clock,
             )
             backend.seen = self.seen
             return backend
@@ -169,16 +175,15 @@ async def run_mode(mode: str, jobs: int, job_s: float, factor: float, tmp: Path)
     seen = Deliveries(expected=jobs, clock=clock)
     async with fake_service(clock, job_s) as (base_url, api_key):
         port = free_port()
+        stemsplit = StemSplitSettings(_env_file=None, api_key=api_key, base_url=base_url)
         settings = make_settings(
             tmp / f"hub-{mode}",
-            stemsplit_api_key=api_key,
-            stemsplit_base_url=base_url,
             concurrency=jobs + 16,
             progress_interval_s=5.0,
             public_url=f"http://127.0.0.1:{port}" if mode == "webhook" else None,
         )
         pm = get_plugin_manager(
-            only=(), block="stemsplit", extra=[("bench-stemsplit", BenchPlugin(seen))]
+            only=(), block="stemsplit", extra=[("bench-stemsplit", BenchPlugin(seen, stemsplit))]
         )
         hub = Hub(settings, pm=pm, lease_s=600.0, recovery_interval_s=600.0)
         started_real = time.perf_counter()

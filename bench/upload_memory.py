@@ -75,16 +75,13 @@ def _write_wav(path: Path, megabytes: float) -> Path:
 async def _child_stemhub(base_url: str, api_key: str, small: Path, big: Path) -> dict[str, float]:
     from stemhub.backends.base import SeparationTask
     from stemhub.backends.stemsplit.backend import StemSplitBackend
+    from stemhub.backends.stemsplit.settings import StemSplitSettings
     from stemhub.config import Settings
     from stemhub.models import OutputFormat, StemSet
 
-    settings = Settings(
-        _env_file=None,
-        data_dir=big.parent / "stemhub",
-        stemsplit_api_key=api_key,
-        stemsplit_base_url=base_url,
-    )
-    backend = StemSplitBackend(settings)
+    settings = Settings(_env_file=None, data_dir=big.parent / "stemhub")
+    stemsplit = StemSplitSettings(_env_file=None, api_key=api_key, base_url=base_url)
+    backend = StemSplitBackend(settings, stemsplit)
 
     def task(path: Path) -> SeparationTask:
         return SeparationTask(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -130,22 +130,6 @@ class Settings(_LayeredSettings):
     recovery_interval_s: float = Field(default=2.0, gt=0)
     fair_scheduling: bool = True
     quota: QuotaSettings = Field(default_factory=QuotaSettings)
-
-    stemsplit_api_key: SecretStr | None = Field(
-        default=None,
-        validation_alias=AliasChoices("STEMHUB_STEMSPLIT_API_KEY", "STEMSPLIT_API_KEY"),
-    )
-    stemsplit_base_url: str = "https://stemsplit.io/api/v1"
-    stemsplit_download_outputs: bool | None = None
-    """Copy the hosted API's stems into the hub's storage; unset: when the hub serves
-    result pages (``public_url`` set), so the page can play them and links outlive the
-    API's one-hour ones."""
-
-    @property
-    def keeps_hosted_stems(self) -> bool:
-        if self.stemsplit_download_outputs is not None:
-            return self.stemsplit_download_outputs
-        return self.public_url is not None
 
     operator_token: SecretStr | None = None
     """Opens the operator page (``/operator``); unset, the page does not exist."""

@@ -161,7 +161,6 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
         "quota": QuotaSettings(per_user=None, per_channel=None, per_guild=None, per_api_key=None),
         "progress_interval_s": 0.0,
         "signing_key": "stemhub-test-signing-key",
-        "stemsplit_api_key": None,
         "allow_private_networks": False,
     }
     values.update(overrides)
@@ -196,6 +195,17 @@ def open_test_hub(
         only=(), block=block, extra=[("stemhub-fake-backend", FakeBackendPlugin(controls))]
     )
     return Hub(settings, pm=pm, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def stemhub_no_hosted_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hosted StemSplit key exported in the shell never reaches a test: a hub choosing
+    its backend (``auto``) would send the test's audio to the paid API. A test that wants
+    the builtin backend sets the key itself (``monkeypatch.setenv``)."""
+    from stemhub.backends.stemsplit.settings import KEY_NAMES
+
+    for name in KEY_NAMES:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -35,14 +35,6 @@ def test_toml_is_read_and_env_wins(project: Path, monkeypatch: pytest.MonkeyPatc
     assert Settings().concurrency == 7
 
 
-def test_api_key_is_secret_under_both_names(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STEMSPLIT_API_KEY", "sk_live_very_secret")
-    settings = Settings()
-    assert isinstance(settings.stemsplit_api_key, SecretStr)
-    assert "sk_live_very_secret" not in repr(settings)
-    assert "sk_live_very_secret" not in str(settings.model_dump())
-
-
 class ChatSettings(PluginSettings):
     model_config = SettingsConfigDict(env_prefix="STEMHUB_CHAT_", env_file=".env", extra="ignore")
     toml_section = "chat"

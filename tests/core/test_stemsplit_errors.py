@@ -19,6 +19,7 @@ import respx
 from stemhub.backends.base import SeparationTask
 from stemhub.backends.stemsplit.backend import StemSplitBackend, StemSplitTuning
 from stemhub.backends.stemsplit.pacing import ScaledClock
+from stemhub.backends.stemsplit.settings import StemSplitSettings
 from stemhub.errors import ConfigError, ErrorCode, StemhubError
 from stemhub.models import OutputFormat, StemSet
 from stemhub.testing import make_settings, write_test_tone
@@ -65,8 +66,10 @@ def clock() -> ScaledClock:
 
 @pytest_asyncio.fixture
 async def backend(tmp_path: Path, clock: ScaledClock) -> AsyncIterator[StemSplitBackend]:
-    settings = make_settings(tmp_path / "data", stemsplit_api_key=KEY, stemsplit_base_url=BASE)
-    backend = StemSplitBackend(settings, tuning=TUNING, clock=clock)
+    stemsplit = StemSplitSettings(_env_file=None, api_key=KEY, base_url=BASE)
+    backend = StemSplitBackend(
+        make_settings(tmp_path / "data"), stemsplit, tuning=TUNING, clock=clock
+    )
     yield backend
     await backend.close()
 
@@ -314,8 +317,8 @@ async def test_timeouts_and_unreadable_answers_on_reads_are_replayed(
 async def test_a_missing_key_is_a_config_error_naming_the_setting_and_sends_nothing(
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(tmp_path / "data", stemsplit_base_url=BASE)
-    backend = StemSplitBackend(settings, tuning=TUNING)
+    stemsplit = StemSplitSettings(_env_file=None, api_key=None, base_url=BASE)
+    backend = StemSplitBackend(make_settings(tmp_path / "data"), stemsplit, tuning=TUNING)
     with respx.mock(base_url=BASE, assert_all_called=False) as api:
         anything = api.route().mock(return_value=httpx.Response(200, json={}))
         with pytest.raises(ConfigError) as caught:

@@ -69,14 +69,20 @@ Factory = Callable[..., AbstractAsyncContextManager[StemSplitBackend]]
 
 @pytest.fixture
 def backend_for(tmp_path: Path) -> Factory:
-    """``async with backend_for(fake, **settings) as backend``: closed afterwards."""
+    """``async with backend_for(fake, **settings) as backend``: closed afterwards
+    (``download_outputs`` is the backend's setting, the others the hub's)."""
 
     @asynccontextmanager
     async def make(
-        fake: FakeStemSplit, tuning: StemSplitTuning = TUNING, **overrides: Any
+        fake: FakeStemSplit,
+        tuning: StemSplitTuning = TUNING,
+        *,
+        download_outputs: bool | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[StemSplitBackend]:
-        settings = make_settings(tmp_path / "data", **fake.settings_overrides(), **overrides)
-        backend = StemSplitBackend(settings, tuning=tuning, clock=fake.clock)
+        settings = make_settings(tmp_path / "data", **overrides)
+        stemsplit = fake.settings(download_outputs=download_outputs)
+        backend = StemSplitBackend(settings, stemsplit, tuning=tuning, clock=fake.clock)
         try:
             yield backend
         finally:
@@ -132,7 +138,7 @@ async def test_stems_are_downloaded_into_the_output_folder_when_the_operator_ask
 ) -> None:
     async with (
         run_fake_stemsplit(time_factor=FACTOR, processing_s=2.0) as fake,
-        backend_for(fake, stemsplit_download_outputs=True) as backend,
+        backend_for(fake, download_outputs=True) as backend,
     ):
         task = make_task(tmp_path, audio, stem_set=StemSet.BOTH, stems=("vocals", "instrumental"))
         _, result = await run(backend, task)
@@ -150,7 +156,7 @@ async def test_stems_are_downloaded_into_the_output_folder_when_the_operator_ask
     ("overrides", "kept"),
     [
         ({"public_url": "https://hub.example.test"}, True),  # result pages: keep a copy
-        ({"public_url": "https://hub.example.test", "stemsplit_download_outputs": False}, False),
+        ({"public_url": "https://hub.example.test", "download_outputs": False}, False),
         ({}, False),  # no result pages: the API's links are enough
     ],
 )

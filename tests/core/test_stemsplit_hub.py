@@ -1,7 +1,8 @@
 """StemSplit through the whole hub: submit, webhook or polling, restart mid-job.
 
 The hub talks to the local fake StemSplit over loopback. A small plugin replaces the
-builtin ``stemsplit`` registration only to give the backend the fake's fast clock; the
+builtin ``stemsplit`` registration to give the backend the fake's settings and fast
+clock (the way code that builds the backend itself supplies ``StemSplitSettings``); the
 routes come from the builtin module's own hook implementation.
 """
 
@@ -29,7 +30,8 @@ TUNING = StemSplitTuning(webhook_grace_s=10.0, poll_min_s=1.0, poll_max_s=4.0)
 
 
 class FastStemSplit:
-    """Registers the StemSplit backend on the fake's clock (and its webhook route)."""
+    """Registers the StemSplit backend on the fake's settings and clock (and its webhook
+    route)."""
 
     def __init__(self, fake: FakeStemSplit) -> None:
         self.fake = fake
@@ -39,6 +41,7 @@ class FastStemSplit:
         def factory(hub: Hub) -> StemSplitBackend:
             return StemSplitBackend(
                 hub.settings,
+                self.fake.settings(),
                 store=hub.store,
                 sealer=hub.sealer,
                 tuning=TUNING,
@@ -72,15 +75,15 @@ def audio(tmp_path: Path) -> Path:
     return write_test_tone(tmp_path / "mix.wav", seconds=1.5)
 
 
-def settings_for(tmp_path: Path, fake: FakeStemSplit, **overrides: Any) -> Settings:
-    return make_settings(tmp_path / "hubdata", **fake.settings_overrides(), **overrides)
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    return make_settings(tmp_path / "hubdata", **overrides)
 
 
 async def test_a_job_submitted_to_the_hub_finishes_on_stemsplit_by_polling(
     tmp_path: Path, audio: Path
 ) -> None:
     async with run_fake_stemsplit(time_factor=FACTOR, processing_s=3.0) as fake:  # noqa: SIM117
-        async with hub_for(fake, settings_for(tmp_path, fake)) as hub:
+        async with hub_for(fake, settings_for(tmp_path)) as hub:
             job = await hub.submit(request_for(audio))
             done = await hub.wait_for(job.id, timeout=patience(30))
     assert done.status is JobStatus.COMPLETED, done.error_message
@@ -96,7 +99,7 @@ async def test_webhook_completion_through_the_hubs_http_app_with_the_secret_seal
 ) -> None:
     async with run_fake_stemsplit(time_factor=FACTOR, processing_s=3.0) as fake:
         port = free_port()
-        settings = settings_for(tmp_path, fake, public_url=f"http://127.0.0.1:{port}")
+        settings = settings_for(tmp_path, public_url=f"http://127.0.0.1:{port}")
         async with hub_for(fake, settings) as hub, HubServer(hub, port=port).running():
             job = await hub.submit(request_for(audio))
             done = await hub.wait_for(job.id, timeout=patience(30))
@@ -128,7 +131,7 @@ async def test_a_restarted_hub_resumes_the_remote_job_by_id_without_resubmitting
     tmp_path: Path, audio: Path
 ) -> None:
     async with run_fake_stemsplit(time_factor=FACTOR, processing_s=20.0) as fake:
-        settings = settings_for(tmp_path, fake)
+        settings = settings_for(tmp_path)
         async with hub_for(fake, settings) as first:
             job = await first.submit(request_for(audio))
             async for seen in first.watch(job.id, poll_s=0.05):
@@ -158,11 +161,10 @@ async def _stored(settings: Settings, job_id: str) -> Any:
 
 
 async def test_the_builtin_plugin_registers_the_backend_and_the_receiver_route(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with_url = make_settings(
-        tmp_path / "a", public_url="https://hub.example.test", stemsplit_api_key="sk_test"
-    )
+    monkeypatch.setenv("STEMSPLIT_API_KEY", "sk_test")
+    with_url = make_settings(tmp_path / "a", public_url="https://hub.example.test")
     async with Hub(with_url, pm=get_plugin_manager(only=())) as hub:
         backend = hub.backend("stemsplit")
         assert isinstance(backend, StemSplitBackend)

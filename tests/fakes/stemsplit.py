@@ -30,7 +30,7 @@ counted per route (``counters``) and logged with the API time it arrived at
 Usage::
 
     async with run_fake_stemsplit(processing_s=2) as fake:
-        settings = make_settings(tmp, **fake.settings_overrides())
+        backend = StemSplitBackend(make_settings(tmp), fake.settings(), clock=fake.clock)
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from stemhub.backends.stemsplit.pacing import Clock, ScaledClock
+from stemhub.backends.stemsplit.settings import StemSplitSettings
 from stemhub.http import serve_asgi
 from stemhub.models import STEMS_BY_SET, StemSet
 from stemhub.stemsplit_wire import (
@@ -1024,9 +1025,12 @@ class FakeStemSplit:
     def counters(self) -> Counter[str]:
         return self.state.counters
 
-    def settings_overrides(self) -> dict[str, Any]:
-        """Settings fields that point a hub at this fake."""
-        return {"stemsplit_api_key": self.api_key, "stemsplit_base_url": self.base_url}
+    def settings(self, **fields: Any) -> StemSplitSettings:
+        """Backend settings that point at this fake (``fields``: ``download_outputs``);
+        no ``.env`` is read, so a developer's own key never reaches a test."""
+        return StemSplitSettings(
+            _env_file=None, api_key=self.api_key, base_url=self.base_url, **fields
+        )
 
 
 @contextlib.asynccontextmanager

@@ -48,10 +48,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def hub_with_backend(
     data_dir: Path, database_url: str, fake: FakeStemSplit, *, shared: bool
 ) -> AsyncIterator[tuple[Hub, StemSplitBackend]]:
-    settings = make_settings(data_dir, database_url=database_url, **fake.settings_overrides())
+    settings = make_settings(data_dir, database_url=database_url)
     async with Hub(settings, pm=get_plugin_manager(only=())) as hub:
         backend = StemSplitBackend(
             settings,
+            fake.settings(),
             tuning=StemSplitTuning(max_rate_limit_retries=2),
             clock=fake.clock,
             quota=hub if shared else None,

@@ -7,6 +7,7 @@ separate (``stemhub --help``, ``jobs list``) do not pay for httpx and the wire m
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -19,23 +20,45 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from stemhub.backends.stemsplit.backend import StemSplitBackend
+    from stemhub.backends.stemsplit.settings import StemSplitSettings
     from stemhub.hub import Hub
     from stemhub.plugin.spec import RegisterBackend
 
 
+_read: weakref.WeakKeyDictionary[Hub, StemSplitSettings] = weakref.WeakKeyDictionary()
+
+
+def _settings(hub: Hub) -> StemSplitSettings:
+    """Read once per hub, like the core settings (``choose_backend`` asks for every job)."""
+    from stemhub.backends.stemsplit.settings import StemSplitSettings
+
+    if hub not in _read:
+        _read[hub] = StemSplitSettings()
+    return _read[hub]
+
+
 def make_backend(hub: Hub) -> StemSplitBackend:
-    """The backend, refused up front without a key: nothing works without one, and the
-    refusal imports no HTTP client (``stemhub doctor`` says "off" in no time)."""
-    key = hub.settings.stemsplit_api_key
-    if key is None or not key.get_secret_value():
-        raise ConfigError("STEMSPLIT_API_KEY", "missing")
+    """The backend on :class:`StemSplitSettings` read from the environment, ``.env`` and
+    ``[stemsplit]``, refused up front without a key: nothing works without one, and the
+    refusal imports no HTTP client (``stemhub doctor`` says "off" in no time).
+
+    Code that needs other settings (a test's fake, a benchmark) registers its own
+    factory that builds ``StemSplitBackend(hub.settings, StemSplitSettings(...))``.
+    """
+    from stemhub.backends.stemsplit.settings import KEY_SETTING
+
+    stemsplit = _settings(hub)
+    if not stemsplit.has_key:
+        raise ConfigError(KEY_SETTING, "missing")
     from stemhub.backends.stemsplit.backend import make_backend as build
 
-    return build(hub)
+    return build(hub, stemsplit)
 
 
 def _key_set(hub: Hub) -> str | None:
-    return "STEMSPLIT_API_KEY is set" if hub.settings.stemsplit_api_key is not None else None
+    from stemhub.backends.stemsplit.settings import KEY_SETTING
+
+    return f"{KEY_SETTING} is set" if _settings(hub).has_key else None
 
 
 @hookimpl

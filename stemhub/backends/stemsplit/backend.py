@@ -47,6 +47,7 @@ from stemhub.backends.stemsplit.pacing import (
     RequestPacer,
     SharedWindow,
 )
+from stemhub.backends.stemsplit.settings import KEY_SETTING, StemSplitSettings
 from stemhub.backends.stemsplit.webhooks import (
     WEBHOOK_PATH,
     YOUTUBE_PREFIX,
@@ -62,6 +63,7 @@ from stemhub.errors import ConfigError, ErrorCode, StemhubError
 from stemhub.models import BackendCapabilities, OutputFormat, StemSet
 from stemhub.retry import RetryPolicy
 from stemhub.stemsplit_wire import (
+    DEFAULT_BASE_URL,
     MAX_DURATION_S,
     MAX_UPLOAD_BYTES,
     Balance,
@@ -79,8 +81,6 @@ if TYPE_CHECKING:
     from stemhub.hub import Hub
 
 log = logging.getLogger("stemhub.backends.stemsplit")
-
-KEY_SETTING = "STEMSPLIT_API_KEY"
 
 
 @dataclass
@@ -109,6 +109,7 @@ class StemSplitBackend(Backend):
     def __init__(
         self,
         settings: Settings,
+        stemsplit: StemSplitSettings | None = None,
         *,
         store: Store | None = None,
         sealer: Sealer | None = None,
@@ -117,11 +118,14 @@ class StemSplitBackend(Backend):
         transport: httpx.AsyncBaseTransport | None = None,
         quota: QuotaTaker | None = None,
     ) -> None:
-        """``quota`` (the hub) shares the key's rate limit with every process on the key."""
+        """``stemsplit`` defaults to :class:`StemSplitSettings` read from the environment,
+        ``.env`` and ``[stemsplit]``; ``quota`` (the hub) shares the key's rate limit with
+        every process on the key."""
         self._settings = settings
+        self.stemsplit = stemsplit or StemSplitSettings()
         self.tuning = tuning or StemSplitTuning()
         self.clock = clock or Clock()
-        key = settings.stemsplit_api_key
+        key = self.stemsplit.api_key
         shared = (
             SharedWindow(quota, key.get_secret_value())
             if quota is not None and key is not None and key.get_secret_value()
@@ -158,12 +162,12 @@ class StemSplitBackend(Backend):
         )
 
     def __repr__(self) -> str:
-        key = "set" if self._settings.stemsplit_api_key is not None else "missing"
+        key = "set" if self.stemsplit.has_key else "missing"
         return f"StemSplitBackend(base_url={self.base_url!r}, api_key={key})"
 
     @property
     def base_url(self) -> str:
-        return self._settings.stemsplit_base_url.rstrip("/")
+        return (self.stemsplit.base_url or DEFAULT_BASE_URL).rstrip("/")
 
     @property
     def webhook_url(self) -> str | None:
@@ -174,7 +178,7 @@ class StemSplitBackend(Backend):
     def client(self) -> StemSplitClient:
         """The pooled client, made on first use; without a key, a ConfigError."""
         if self._client is None:
-            key: SecretStr | None = self._settings.stemsplit_api_key
+            key: SecretStr | None = self.stemsplit.api_key
             if key is None or not key.get_secret_value():
                 raise ConfigError(KEY_SETTING, "missing")
             self._client = StemSplitClient(
@@ -376,7 +380,7 @@ class StemSplitBackend(Backend):
                 details={"remote_id": remote_id},
             )
         result = self._result(job, task.stems)
-        if self._settings.keeps_hosted_stems:
+        if self.stemsplit.keeps_stems(self._settings.public_url):
             result = await self._download(client, task, remote_id, result)
         return result
 
@@ -543,13 +547,14 @@ class StemSplitBackend(Backend):
         return Route(WEBHOOK_PATH, self.receive_webhook, methods=["POST"])
 
 
-def make_backend(hub: Hub) -> StemSplitBackend:
-    return StemSplitBackend(hub.settings, store=hub.store, sealer=hub.sealer, quota=hub)
+def make_backend(hub: Hub, stemsplit: StemSplitSettings | None = None) -> StemSplitBackend:
+    return StemSplitBackend(hub.settings, stemsplit, store=hub.store, sealer=hub.sealer, quota=hub)
 
 
 __all__ = [
     "WEBHOOK_PATH",
     "StemSplitBackend",
+    "StemSplitSettings",
     "StemSplitTuning",
     "make_backend",
 ]
