@@ -3,9 +3,11 @@
 n8n (2.8.4, from npm, see plugins/n8n_bridge/n8n-runtime) runs offline on loopback with
 the built node package loaded as a custom extension; workflows are created, activated and
 read back through n8n's public REST API, and each execution's status and output checked:
-a split with "wait for completion" then a stem download, a job that fails, the Stemhub
-Trigger (subscribed on activation, refusing a forged delivery, unsubscribed on
-deactivation), and the shipped HTTP Request workflow with a forged resume first.
+a split with "wait for completion" then a stem download, a job that fails, the same two
+with jobs longer than the node's first wait (the execution waits and the hub's signed
+callback resumes it; a forged resume is refused), the Stemhub Trigger (subscribed on
+activation, refusing a forged delivery, unsubscribed on deactivation), and the shipped
+HTTP Request workflow with a forged resume first.
 
 Skipped, saying why, unless ``STEMHUB_N8N_HOME`` names an n8n install (``.ci/run`` sets
 it) and the node package is built.
@@ -20,6 +22,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,15 +31,21 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from stemhub.testing import free_port, patience, write_test_tone
-from tests.bridge.conftest import BridgeEnv, open_bridge, run_receiver
+from tests.bridge.conftest import BridgeEnv, open_bridge, run_receiver, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "n8n_bridge" / "n8n-nodes-stemhub"
 WORKFLOW = ROOT / "docs" / "n8n" / "split-vocals.workflow.json"
 N8N_HOME = os.environ.get("STEMHUB_N8N_HOME", "")
 N8N_BIN = Path(N8N_HOME) / "node_modules" / ".bin" / "n8n"
+FIRST_WAIT_S = 3
+"""How long the node lets the hub hold its split request (FIRST_WAIT_S in resume.ts)."""
 
 pytestmark = [
     pytest.mark.timeout(600),
@@ -89,6 +98,22 @@ class N8n:
                 if len(done) >= count:
                     return max(done, key=lambda e: int(e["id"]))
                 await asyncio.sleep(0.5)
+
+    async def next_execution_id(self, workflow_id: str) -> str:
+        """The id n8n gives the workflow's next execution (ids are sequential)."""
+        return str(1 + max((int(e["id"]) for e in await self.executions(workflow_id)), default=0))
+
+    async def waiting(self, execution_id: str) -> dict[str, Any]:
+        """The execution once n8n has saved it as waiting (its list shows only ended ones)."""
+        async with asyncio.timeout(patience(60)):
+            while True:
+                answer = await self.api.get(f"/api/v1/executions/{execution_id}")
+                if answer.status_code == 200:
+                    execution: dict[str, Any] = answer.json()
+                    if execution["status"] == "waiting":
+                        return execution
+                    assert execution["status"] in ("new", "running"), answer.text
+                await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager
@@ -233,6 +258,46 @@ def _run_data(execution: dict[str, Any], node: str) -> list[dict[str, Any]]:
     return list(runs[-1]["data"]["main"][0])
 
 
+@dataclass
+class Thief:
+    """A server that records every request it gets, whatever the method and path."""
+
+    url: str
+    requests: list[tuple[str, str, dict[str, str]]]
+
+
+@contextlib.asynccontextmanager
+async def run_thief() -> AsyncIterator[Thief]:
+    thief = Thief("", [])
+
+    async def record(request: Request) -> Response:
+        thief.requests.append((request.method, request.url.path, dict(request.headers)))
+        return Response(b"RIFF", media_type="audio/wav")
+
+    methods = ["GET", "POST", "PUT", "HEAD"]
+    app = Starlette(routes=[Route("/{rest:path}", record, methods=methods)])
+    async with serve(app) as url:
+        thief.url = url
+        yield thief
+
+
+@contextlib.asynccontextmanager
+async def slow_missing_song(delay_s: float) -> AsyncIterator[str]:
+    """The URL of a song whose server answers 404 after ``delay_s``."""
+
+    async def missing(_request: Request) -> Response:
+        await asyncio.sleep(delay_s)
+        return Response(status_code=404)
+
+    async with serve(Starlette(routes=[Route("/song.mp3", missing)])) as url:
+        yield f"{url}/song.mp3"
+
+
+def _split(cred: dict[str, Any], url: str, **parameters: Any) -> dict[str, Any]:
+    values = {"operation": "split", "source": "url", "url": url, "waitForCompletion": True}
+    return _node("Split", "CUSTOM.stemhub", values | parameters, 200, credentials=cred)
+
+
 async def test_split_wait_download_and_a_failed_job(
     stack: tuple[BridgeEnv, N8n, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -300,6 +365,108 @@ async def test_split_wait_download_and_a_failed_job(
     assert failed["status"] == "error"
     message = json.dumps(failed["data"]["resultData"]["error"])
     assert "could not split the song" in message, message
+
+
+async def test_a_long_split_waits_for_the_callback_and_refuses_a_forged_resume(
+    stack: tuple[BridgeEnv, N8n, dict[str, str]], tmp_path: Path
+) -> None:
+    env, n8n, creds = stack
+    song = write_test_tone(tmp_path / "song.wav")
+    cred = {"stemhubApi": {"id": creds["stemhubApi"], "name": "stemhub"}}
+    # longer than the node's first wait, with time left to forge a resume meanwhile
+    env.controls.delay_s = FIRST_WAIT_S + patience(3)
+    async with run_receiver(files={"song.wav": song}) as files, run_thief() as thief:
+        split = _split(cred, f"{files.url}/files/song.wav", stems="BOTH", outputFormat="WAV")
+        download = _node(
+            "Download",
+            "CUSTOM.stemhub",
+            {"operation": "downloadStem", "jobId": "={{ $json.id }}", "stem": "vocals"},
+            400,
+            credentials=cred,
+        )
+        nodes = [_webhook("long", mode="onReceived"), split, download]
+        workflow = await n8n.workflow(_chain("a long split", nodes))
+        execution_id = await n8n.next_execution_id(workflow)
+        started = await _post(f"{n8n.url}/webhook/long", json={})
+        assert started.status_code == 200, started.text
+        waiting = await n8n.waiting(execution_id)
+        (job,) = (await env.client.get("/v1/jobs", headers=env.auth)).json()["jobs"]
+        assert not job["finished"], "the job outlasted the first wait"
+
+        resume = f"{n8n.url}/webhook-waiting/{waiting['id']}"
+        stolen = {"download_url": f"{thief.url}/steal", "url": f"{thief.url}/steal"}
+        done = {"status": "completed", "finished": True, "stems": {"vocals": stolen}}
+        forged = json.dumps({"type": "job.completed", "data": job | done})
+        signed_elsewhere = {
+            "webhook-id": "msg_forged",
+            "webhook-timestamp": str(int(time.time())),
+            "webhook-signature": "v1,c2lnbmVkIHdpdGggYW5vdGhlciBzZWNyZXQgYnkgdGhlIHRoaWVmIQ==",
+        }
+        for headers in ({}, signed_elsewhere):
+            refused = await _post(resume, content=forged, headers=headers)
+            assert refused.status_code == 401, refused.text
+        still = await n8n.api.get(f"/api/v1/executions/{execution_id}")
+        assert still.json()["status"] == "waiting", "a forged resume did not resume it"
+
+        execution = await n8n.finished_execution(workflow, within_s=patience(120))
+    assert thief.requests == [], "nothing, and no API key, went to the forged address"
+    assert execution["id"] == waiting["id"]
+    assert execution["status"] == "success", json.dumps(execution["data"]["resultData"])
+    (out,) = _run_data(execution, "Split")
+    hub_job = (await env.client.get(f"/v1/jobs/{job['id']}", headers=env.auth)).json()
+    assert out["json"]["id"] == job["id"] and out["json"]["status"] == "completed"
+    assert set(out["json"]["stems"]) == {"vocals", "instrumental"}
+    vocals = out["json"]["stems"]["vocals"]
+    assert vocals["download_url"] == hub_job["stems"]["vocals"]["download_url"]
+    (stem,) = _run_data(execution, "Download")
+    assert stem["binary"]["data"]["fileName"] == "song - vocals.wav"
+
+
+async def test_a_long_split_that_fails_ends_the_execution_with_the_hub_message(
+    stack: tuple[BridgeEnv, N8n, dict[str, str]],
+) -> None:
+    env, n8n, creds = stack
+    cred = {"stemhubApi": {"id": creds["stemhubApi"], "name": "stemhub"}}
+    async with slow_missing_song(FIRST_WAIT_S + patience(2)) as url:
+        after = _node("After", "n8n-nodes-base.noOp", {}, 400)
+        nodes = [_webhook("fails-later", mode="onReceived"), _split(cred, url), after]
+        workflow = await n8n.workflow(_chain("a split that fails later", nodes))
+        execution_id = await n8n.next_execution_id(workflow)
+        await _post(f"{n8n.url}/webhook/fails-later", json={})
+        waiting = await n8n.waiting(execution_id)
+        failed = await n8n.finished_execution(workflow, within_s=patience(120))
+    assert failed["id"] == waiting["id"]
+    assert failed["status"] == "error"
+    (job,) = (await env.client.get("/v1/jobs", headers=env.auth)).json()["jobs"]
+    assert job["status"] == "failed"
+    message = json.dumps(failed["data"]["resultData"]["error"])
+    assert f"could not split the song: {job['error']['message']}" in message, message
+
+
+@pytest.mark.slow
+async def test_a_split_past_max_wait_goes_on_with_an_item_that_says_so(
+    stack: tuple[BridgeEnv, N8n, dict[str, str]], tmp_path: Path
+) -> None:
+    """n8n resumes a wait-till without running the node: what goes on is its timeout item."""
+    env, n8n, creds = stack
+    song = write_test_tone(tmp_path / "song.wav")
+    cred = {"stemhubApi": {"id": creds["stemhubApi"], "name": "stemhub"}}
+    env.controls.delay_s = 3600
+    async with run_receiver(files={"song.wav": song}) as files:
+        split = _split(cred, f"{files.url}/files/song.wav", maxWaitMinutes=1)
+        after = _node("After", "n8n-nodes-base.noOp", {}, 400)
+        nodes = [_webhook("too-long", mode="onReceived"), split, after]
+        workflow = await n8n.workflow(_chain("a split past max wait", nodes))
+        execution_id = await n8n.next_execution_id(workflow)
+        await _post(f"{n8n.url}/webhook/too-long", json={"song": "the trigger's item"})
+        waiting = await n8n.waiting(execution_id)
+        # n8n looks for due executions once a minute
+        ended = await n8n.finished_execution(workflow, within_s=patience(150))
+    assert ended["id"] == waiting["id"]
+    (job,) = (await env.client.get("/v1/jobs", headers=env.auth)).json()["jobs"]
+    (item,) = _run_data(ended, "After")
+    assert item["json"]["error"] == f'Job {job["id"]} did not finish within "Max Wait" (1 min)'
+    assert item["json"]["job"]["id"] == job["id"]
 
 
 async def test_trigger_subscribes_verifies_and_unsubscribes(

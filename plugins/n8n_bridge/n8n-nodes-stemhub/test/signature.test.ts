@@ -1,5 +1,4 @@
 import { strict as assert } from 'node:assert';
-import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 
 import {
@@ -7,15 +6,14 @@ import {
 	MAX_REMEMBERED,
 	TOLERANCE_S,
 	verifyDelivery,
-} from '../nodes/StemhubTrigger/signature';
+} from '../nodes/shared/signature';
+import { signWith } from './sign';
 
 const secret = 'whsec_' + Buffer.from('a test key of some length').toString('base64');
 const body = '{"type":"job.completed","data":{"id":"j1"}}';
 
 function sign(id: string, stamp: number, text: string = body): Record<string, string> {
-	const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-	const mac = createHmac('sha256', key).update(`${id}.${stamp}.${text}`).digest('base64');
-	return { 'webhook-id': id, 'webhook-timestamp': String(stamp), 'webhook-signature': `v1,${mac}` };
+	return signWith(secret, id, text, stamp);
 }
 
 function verify(headers: Record<string, string>, memory: DeliveryMemory, now: number) {
@@ -27,7 +25,7 @@ const now = 1_800_000_000;
 test('a signed, fresh, first delivery passes; forged, stale and replayed ones do not', () => {
 	const memory: DeliveryMemory = {};
 	const headers = sign('msg_1', now);
-	assert.deepEqual(verify(headers, memory, now), { ok: true, id: 'msg_1' });
+	assert.deepEqual(verify(headers, memory, now), { ok: true, id: 'msg_1', stamp: now });
 	assert.deepEqual(verify(headers, memory, now), { ok: false, reason: 'replayed' });
 	const forged = sign('msg_2', now, body.replace('j1', 'j2'));
 	assert.deepEqual(verify(forged, memory, now), { ok: false, reason: 'forged' });
@@ -92,7 +90,7 @@ test('a full memory refuses new ids until one expires, and never forgets one ear
 	});
 	// msg_0 is stale once its timestamp + TOLERANCE_S has passed: room for one more.
 	const later = now - 10 + TOLERANCE_S + 1;
-	assert.deepEqual(verify(sign('msg_next', later), memory, later), { ok: true, id: 'msg_next' });
+	assert.deepEqual(verify(sign('msg_next', later), memory, later), { ok: true, id: 'msg_next', stamp: later });
 	assert.equal(Object.keys(memory).length, MAX_REMEMBERED);
 	assert.equal('msg_0' in memory, false);
 	assert.equal('msg_1' in memory, true);

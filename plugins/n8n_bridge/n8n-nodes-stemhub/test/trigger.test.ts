@@ -6,21 +6,18 @@
  * process in queue mode, does.
  */
 import { strict as assert } from 'node:assert';
-import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 
 import { type IDataObject, type IWebhookFunctions, type IWebhookResponseData, Workflow } from 'n8n-workflow';
 
 import { StemhubTrigger } from '../nodes/StemhubTrigger/StemhubTrigger.node';
+import { signWith } from './sign';
 
 const secret = 'whsec_' + Buffer.from('the hook secret of this test').toString('base64');
 const NODE = { name: 'Stemhub Trigger' };
 
 function sign(id: string, body: string): Record<string, string> {
-	const stamp = Math.floor(Date.now() / 1000);
-	const key = Buffer.from(secret.slice('whsec_'.length), 'base64');
-	const mac = createHmac('sha256', key).update(`${id}.${stamp}.${body}`).digest('base64');
-	return { 'webhook-id': id, 'webhook-timestamp': String(stamp), 'webhook-signature': `v1,${mac}` };
+	return signWith(secret, id, body);
 }
 
 type Answer = { status?: number; body?: unknown; headers: Record<string, string>; ran: boolean };

@@ -5,11 +5,12 @@ import type {
 	IHttpRequestMethods,
 	IHttpRequestOptions,
 	IN8nHttpFullResponse,
+	IWebhookFunctions,
 	JsonObject,
 } from 'n8n-workflow';
 import { NodeApiError } from 'n8n-workflow';
 
-type Context = IExecuteFunctions | IHookFunctions;
+type Context = IExecuteFunctions | IHookFunctions | IWebhookFunctions;
 
 export interface HubRequest {
 	qs?: IDataObject;

@@ -4,13 +4,13 @@ import type {
 	INodeExecutionData,
 	INodeType,
 	INodeTypeDescription,
+	IWebhookFunctions,
+	IWebhookResponseData,
 } from 'n8n-workflow';
-import { NodeOperationError, sleep } from 'n8n-workflow';
+import { NodeOperationError } from 'n8n-workflow';
 
 import { stemhubRequest } from './GenericFunctions';
-
-/** The longest the hub holds one split request open (it allows 55 s). */
-const HUB_WAIT_S = 50;
+import { FIRST_WAIT_S, RESUME_WEBHOOK, finishedJob, resumeOnDelivery, waitForJob } from './resume';
 
 const STEM_SETS = [
 	{ name: 'Vocals and Instrumental', value: 'BOTH' },
@@ -34,6 +34,7 @@ export class Stemhub implements INodeType {
 		outputs: ['main'],
 		usableAsTool: true,
 		credentials: [{ name: 'stemhubApi', required: true }],
+		webhooks: [RESUME_WEBHOOK],
 		properties: [
 			{
 				displayName: 'Operation',
@@ -115,7 +116,7 @@ export class Stemhub implements INodeType {
 				type: 'boolean',
 				default: true,
 				description:
-					'Whether to output the finished job; otherwise the queued job is output at once (use the Stemhub Trigger node for long jobs)',
+					'Whether to output the finished job: the execution waits, holding no worker, until the hub calls back (needs the credential\'s webhook secret, and one input item per run: use Loop Over Items for several songs). Otherwise the queued job is output at once.',
 				displayOptions: { show: { operation: ['split'] } },
 			},
 			{
@@ -125,7 +126,7 @@ export class Stemhub implements INodeType {
 				typeOptions: { minValue: 1, maxValue: 60 },
 				default: 10,
 				description:
-					'How long to wait before failing; the hub holds each request open, so the worker sleeps in between',
+					'How long the execution waits for the hub\'s callback; after that it goes on with one item whose "error" says the job did not finish',
 				displayOptions: { show: { operation: ['split'], waitForCompletion: [true] } },
 			},
 			{
@@ -159,12 +160,18 @@ export class Stemhub implements INodeType {
 
 	async execute(this: IExecuteFunctions): Promise<INodeExecutionData[][]> {
 		const items = this.getInputData();
+		if (
+			this.getNodeParameter('operation', 0) === 'split' &&
+			(this.getNodeParameter('waitForCompletion', 0) as boolean)
+		) {
+			return [await splitAndWait.call(this, items.length)];
+		}
 		const out: INodeExecutionData[] = [];
 		for (let i = 0; i < items.length; i++) {
 			try {
 				const operation = this.getNodeParameter('operation', i) as string;
 				if (operation === 'split') {
-					out.push({ json: await split.call(this, i), pairedItem: { item: i } });
+					out.push({ json: await split.call(this, i, { wait: 0 }), pairedItem: { item: i } });
 				} else if (operation === 'getJob') {
 					const jobId = encodeURIComponent(this.getNodeParameter('jobId', i) as string);
 					const response = await stemhubRequest.call(this, 'GET', `/v1/jobs/${jobId}`);
@@ -182,51 +189,66 @@ export class Stemhub implements INodeType {
 		}
 		return [out];
 	}
+
+	async webhook(this: IWebhookFunctions): Promise<IWebhookResponseData> {
+		return await resumeOnDelivery.call(this);
+	}
 }
 
-async function split(this: IExecuteFunctions, i: number): Promise<IDataObject> {
-	const wait = this.getNodeParameter('waitForCompletion', i) as boolean;
+/**
+ * Split with "Wait for Completion": submit the song with the execution's resume URL as
+ * the job's callback and wait for it without holding a worker (see resume.ts). One item per
+ * run, as n8n resumes a waiting execution once.
+ */
+async function splitAndWait(this: IExecuteFunctions, count: number): Promise<INodeExecutionData[]> {
+	try {
+		if (count !== 1) {
+			throw new NodeOperationError(
+				this.getNode(),
+				`Wait for Completion splits one song per run of this node, and it got ${count} items`,
+				{
+					description:
+						'Put a "Loop Over Items" node (batch size 1) before this node, or turn "Wait for Completion" off and use the Stemhub Trigger node',
+				},
+			);
+		}
+		if (!(await this.getCredentials('stemhubApi')).webhookSecret) {
+			throw new NodeOperationError(this.getNode(), 'Wait for Completion needs a webhook secret', {
+				description:
+					'Fill in "Webhook Secret" in the Stemhub API credential: "stemhub keys webhook-secret <key id>" prints it',
+			});
+		}
+		const callback = this.evaluateExpression('{{ $execution.resumeUrl }}', 0) as string;
+		const job = await split.call(this, 0, { wait: FIRST_WAIT_S, callback_url: callback });
+		if (job.finished) return [{ json: finishedJob(this.getNode(), job), pairedItem: { item: 0 } }];
+		await waitForJob.call(this, job, this.getNodeParameter('maxWaitMinutes', 0) as number);
+		return [{ json: job, pairedItem: { item: 0 } }];
+	} catch (error) {
+		if (!this.continueOnFail()) throw error;
+		return [{ json: { error: (error as Error).message }, pairedItem: { item: 0 } }];
+	}
+}
+
+/** Submit item `i`'s song; `extra` adds `/v1/split` options (`wait`, `callback_url`). */
+async function split(this: IExecuteFunctions, i: number, extra: IDataObject): Promise<IDataObject> {
 	const qs: IDataObject = {
 		stems: this.getNodeParameter('stems', i),
 		output_format: this.getNodeParameter('outputFormat', i),
 		quality: this.getNodeParameter('quality', i),
-		wait: wait ? HUB_WAIT_S : 0,
+		...extra,
 	};
-	let job: IDataObject;
 	if (this.getNodeParameter('source', i) === 'url') {
 		const body = { ...qs, url: this.getNodeParameter('url', i) as string };
-		job = (await stemhubRequest.call(this, 'POST', '/v1/split', { body })).body as IDataObject;
-	} else {
-		const property = this.getNodeParameter('binaryPropertyName', i) as string;
-		const binary = this.helpers.assertBinaryData(i, property);
-		const data = await this.helpers.getBinaryDataBuffer(i, property);
-		qs.filename = binary.fileName ?? 'audio';
-		const audio = /^(audio|video)\//.test(binary.mimeType ?? '');
-		const headers = { 'Content-Type': audio ? binary.mimeType : 'application/octet-stream' };
-		job = (await stemhubRequest.call(this, 'POST', '/v1/split', { qs, body: data, headers }))
-			.body as IDataObject;
+		return (await stemhubRequest.call(this, 'POST', '/v1/split', { body })).body as IDataObject;
 	}
-	if (!wait) return job;
-	const deadline = Date.now() + (this.getNodeParameter('maxWaitMinutes', i) as number) * 60_000;
-	while (!job.finished) {
-		if (Date.now() > deadline) {
-			throw new NodeOperationError(this.getNode(), `Job ${job.id} did not finish in time`, {
-				description: 'Raise "Max Wait", or use the Stemhub Trigger node for long jobs',
-				itemIndex: i,
-			});
-		}
-		await sleep(2000);
-		job = (await stemhubRequest.call(this, 'GET', `/v1/jobs/${job.id}`)).body as IDataObject;
-	}
-	if (job.status !== 'completed') {
-		const error = (job.error ?? {}) as IDataObject;
-		throw new NodeOperationError(
-			this.getNode(),
-			`The hub could not split the song: ${String(error.message ?? job.status)}`,
-			{ description: `stemhub error ${String(error.code ?? job.status)}`, itemIndex: i },
-		);
-	}
-	return job;
+	const property = this.getNodeParameter('binaryPropertyName', i) as string;
+	const binary = this.helpers.assertBinaryData(i, property);
+	const data = await this.helpers.getBinaryDataBuffer(i, property);
+	qs.filename = binary.fileName ?? 'audio';
+	const audio = /^(audio|video)\//.test(binary.mimeType ?? '');
+	const headers = { 'Content-Type': audio ? binary.mimeType : 'application/octet-stream' };
+	return (await stemhubRequest.call(this, 'POST', '/v1/split', { qs, body: data, headers }))
+		.body as IDataObject;
 }
 
 async function download(

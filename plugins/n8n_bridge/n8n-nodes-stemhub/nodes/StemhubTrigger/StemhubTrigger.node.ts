@@ -8,7 +8,7 @@ import type {
 } from 'n8n-workflow';
 
 import { stemhubRequest } from '../Stemhub/GenericFunctions';
-import { type DeliveryMemory, verifyDelivery } from './signature';
+import { type DeliveryHeaders, type DeliveryMemory, verifyDelivery } from '../shared/signature';
 
 /*
  * The replay memory lives in the node's workflow static data (`deliveries`: id -> unix
@@ -125,7 +125,7 @@ export class StemhubTrigger implements INodeType {
 	async webhook(this: IWebhookFunctions): Promise<IWebhookResponseData> {
 		const request = this.getRequestObject() as unknown as {
 			rawBody?: Buffer;
-			headers: Record<string, string | string[] | undefined>;
+			headers: DeliveryHeaders;
 		};
 		const data = this.getWorkflowStaticData('node');
 		const secret =

@@ -25,7 +25,7 @@ export type DeliveryMemory = Record<string, number>;
 export type Refusal = 'malformed' | 'forged' | 'stale' | 'replayed' | 'full';
 
 export type Verdict =
-	| { ok: true; id: string }
+	| { ok: true; id: string; stamp: number }
 	| { ok: false; reason: Refusal; retryAfterS?: number };
 
 /** The HMAC key of a ``whsec_<base64>`` secret. */
@@ -39,24 +39,19 @@ function remembered(memory: DeliveryMemory, id: string, now: number): boolean {
 	return typeof expires === 'number' && expires >= now;
 }
 
+export type DeliveryHeaders = Record<string, string | string[] | undefined>;
+
 /**
- * Standard Webhooks verification of one delivery: the signature over
- * "id.timestamp.body" (the raw bytes, never a re-serialised body), a timestamp within
- * TOLERANCE_S of now, and an id not in `memory`.
- *
- * Only an accepted delivery changes `memory`: its expired ids are dropped and its own id is
- * added, to expire at its signed timestamp + TOLERANCE_S, the last moment at which the
- * same signed message passes the timestamp check. Both that check and the pruning compare
- * the signed timestamp with the clock of the process doing them, so a replay to another
- * n8n process with a skewed clock finds the id until it is stale there too. A refused
- * delivery (anyone can send one) leaves `memory` untouched, so it never makes n8n save
- * the static data, whose stale snapshot could overwrite an id saved meanwhile.
+ * The Standard Webhooks checks that need no memory: the signature over
+ * "id.timestamp.body" (the raw bytes, never a re-serialised body) and a timestamp within
+ * TOLERANCE_S of now. On its own it lets a replay through within that window: callers that
+ * must refuse one remember ids (verifyDelivery) or accept each message only once for
+ * another reason (a waiting execution resumes only once).
  */
-export function verifyDelivery(
+export function verifySignature(
 	secret: string,
-	headers: Record<string, string | string[] | undefined>,
+	headers: DeliveryHeaders,
 	rawBody: Buffer,
-	memory: DeliveryMemory,
 	now: number = Date.now() / 1000,
 ): Verdict {
 	const header = (name: string) => {
@@ -81,6 +76,30 @@ export function verifyDelivery(
 	});
 	if (!matches) return { ok: false, reason: 'forged' };
 	if (Math.abs(now - Number(stamp)) > TOLERANCE_S) return { ok: false, reason: 'stale' };
+	return { ok: true, id, stamp: Number(stamp) };
+}
+
+/**
+ * verifySignature, then an id not in `memory`.
+ *
+ * Only an accepted delivery changes `memory`: its expired ids are dropped and its own id is
+ * added, to expire at its signed timestamp + TOLERANCE_S, the last moment at which the
+ * same signed message passes the timestamp check. Both that check and the pruning compare
+ * the signed timestamp with the clock of the process doing them, so a replay to another
+ * n8n process with a skewed clock finds the id until it is stale there too. A refused
+ * delivery (anyone can send one) leaves `memory` untouched, so it never makes n8n save
+ * the static data, whose stale snapshot could overwrite an id saved meanwhile.
+ */
+export function verifyDelivery(
+	secret: string,
+	headers: DeliveryHeaders,
+	rawBody: Buffer,
+	memory: DeliveryMemory,
+	now: number = Date.now() / 1000,
+): Verdict {
+	const signed = verifySignature(secret, headers, rawBody, now);
+	if (!signed.ok) return signed;
+	const { id } = signed;
 	if (remembered(memory, id, now)) return { ok: false, reason: 'replayed' };
 	const live = new Set(Object.keys(memory).filter((key) => remembered(memory, key, now)));
 	if (live.size >= MAX_REMEMBERED) {
@@ -90,6 +109,6 @@ export function verifyDelivery(
 	for (const key of Object.keys(memory)) {
 		if (!live.has(key)) delete memory[key];
 	}
-	memory[id] = Number(stamp) + TOLERANCE_S;
-	return { ok: true, id };
+	memory[id] = signed.stamp + TOLERANCE_S;
+	return signed;
 }
