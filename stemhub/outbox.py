@@ -176,7 +176,12 @@ WEBHOOK_RETRY = RetryPolicy(
 UNDELIVERABLE = {404: "Not Found", 409: "Conflict", 410: "Gone"}
 """Answers that mean a per-job callback can never be delivered (n8n answers 409 once the
 waiting execution has finished, 404 for one it does not know): retrying for a day helps
-nobody, so the message ends at once with the receiver's answer as the reason."""
+nobody, so the message ends early with the receiver's answer as the reason."""
+UNDELIVERABLE_TRIES = 3
+"""404 and 409 end a callback on its third answer, not its first (410 ends it at once):
+n8n also answers 409 "is running already" to a callback that arrives while the execution
+it resumes is still being saved as waiting, a few seconds at most. The retry policy's
+first two delays (5 and 10 s) cover that."""
 
 
 @dataclass(frozen=True)
@@ -774,7 +779,7 @@ class Outbox:
         attempts = message.attempts + 1
         retry_after = answer.retry_after if answer is not None else None
         next_at = self.clock() + self.retry.delay(attempts, retry_after)
-        final = self._final_reason(message, sub, status, forbidden, error, next_at)
+        final = self._final_reason(message, sub, status, forbidden, error, next_at, attempts)
         if final is not None:
             await self._finish(message, MessageStatus.FAILED, status, final, attempts=attempts)
             if sub is not None:
@@ -794,11 +799,12 @@ class Outbox:
         forbidden: bool,
         error: str,
         next_at: float,
+        attempts: int,
     ) -> str | None:
         """Why this failure ends the message (``None``: try again later)."""
         if status == 410:
             return f"the receiver answered 410 Gone, so it is not sent again ({error})"
-        if sub is None and status in UNDELIVERABLE:
+        if sub is None and status in UNDELIVERABLE and attempts >= UNDELIVERABLE_TRIES:
             return (
                 f"the receiver answered {status} {UNDELIVERABLE[status]}: it will never "
                 f"accept this callback, so it is not sent again ({error})"
@@ -946,6 +952,7 @@ class Outbox:
 
 __all__ = [
     "UNDELIVERABLE",
+    "UNDELIVERABLE_TRIES",
     "WEBHOOK_RETRY",
     "Attempt",
     "DeliveryLimits",

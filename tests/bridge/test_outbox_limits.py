@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from stemhub._sealing import Sealer
 from stemhub._store import Store
-from stemhub.outbox import DeliveryLimits, MessageStatus, Outbox, SigningScheme
+from stemhub.outbox import (
+    UNDELIVERABLE_TRIES,
+    DeliveryLimits,
+    MessageStatus,
+    Outbox,
+    SigningScheme,
+)
 from stemhub.testing import patience
 from tests.bridge.conftest import Receiver
 from tests.bridge.test_outbox import LOOPBACK, Clock
@@ -148,11 +154,12 @@ async def test_only_the_head_of_a_huge_answer_is_read(store: Store) -> None:
     assert big.sent < total // 4, "the hub stopped reading and closed the connection"
 
 
-async def test_a_callback_the_receiver_can_never_take_ends_at_once(
+async def test_a_callback_the_receiver_can_never_take_ends_after_a_few_tries(
     store: Store, receiver: Receiver
 ) -> None:
-    outbox = outbox_for(store, Clock())
-    receiver.statuses = [409, 409]
+    clock = Clock()
+    outbox = outbox_for(store, clock)
+    receiver.statuses = [409] * (UNDELIVERABLE_TRIES + 5)
     callback, _ = await outbox.enqueue(
         receiver.url + "/hook/cb", b"{}", dedupe_id="cb", event="job.completed"
     )
@@ -162,12 +169,34 @@ async def test_a_callback_the_receiver_can_never_take_ends_at_once(
     subscribed, _ = await outbox.enqueue(
         sub.target_url, b"{}", dedupe_id="s", event="job.completed", subscription_id=sub.id
     )
-    await outbox.deliver_due()
+    for _ in range(UNDELIVERABLE_TRIES):
+        await outbox.deliver_due()
+        clock.now += 3600
     ended = await outbox.message(callback)
-    assert ended is not None and ended.status is MessageStatus.FAILED and ended.attempts == 1
+    assert ended is not None and ended.status is MessageStatus.FAILED
+    assert ended.attempts == UNDELIVERABLE_TRIES, "ended on its last try, not before or after"
     assert "409 Conflict" in (ended.last_error or "") and "never" in (ended.last_error or "")
     kept = await outbox.message(subscribed)
     assert kept is not None and kept.status is MessageStatus.PENDING, "a hook is retried"
+
+
+async def test_a_callback_refused_while_its_execution_is_saved_as_waiting_lands_later(
+    store: Store, receiver: Receiver
+) -> None:
+    """n8n answers 409 "is running already" until the execution it resumes is saved."""
+    clock = Clock()
+    outbox = outbox_for(store, clock)
+    receiver.statuses = [409]
+    callback, _ = await outbox.enqueue(
+        receiver.url + "/hook/cb", b"{}", dedupe_id="cb", event="job.completed"
+    )
+    await outbox.deliver_due()
+    waiting = await outbox.message(callback)
+    assert waiting is not None and waiting.status is MessageStatus.PENDING
+    clock.now = waiting.next_attempt_at
+    await outbox.deliver_due()
+    landed = await outbox.message(callback)
+    assert landed is not None and landed.status is MessageStatus.DELIVERED
 
 
 async def test_a_receivers_retry_after_sets_the_next_try(store: Store) -> None:
