@@ -126,6 +126,9 @@ async def run_n8n(tmp_path: Path) -> AsyncIterator[N8n]:
         "HOME": str(home),
         "N8N_USER_FOLDER": str(home),
         "N8N_PORT": str(port),
+        # the task runners' broker listens on 5679 by default: a second n8n on the machine
+        # (another test run, a developer's own) made this one exit during its migrations
+        "N8N_RUNNERS_BROKER_PORT": str(free_port()),
         "N8N_LISTEN_ADDRESS": "127.0.0.1",
         "N8N_HOST": "127.0.0.1",
         "N8N_PROTOCOL": "http",

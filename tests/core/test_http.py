@@ -107,18 +107,20 @@ async def test_the_server_sends_each_response_without_waiting_for_an_ack() -> No
     async with serve_asgi(app) as url:
         port = int(url.rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: hub\r\n\r\n")
-        async with asyncio.timeout(patience(10)):
-            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-        client = writer.get_extra_info("sockname")
-        with _tcp_sockets_of_this_process() as sockets:
-            nodelay = [
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-                for sock in sockets
-                if sock.getsockname() == ("127.0.0.1", port) and _peer(sock) == client
-            ]
-        writer.close()
-        await writer.wait_closed()
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: hub\r\n\r\n")
+            async with asyncio.timeout(patience(10)):
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            client = writer.get_extra_info("sockname")
+            with _tcp_sockets_of_this_process() as sockets:
+                nodelay = [
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                    for sock in sockets
+                    if sock.getsockname() == ("127.0.0.1", port) and _peer(sock) == client
+                ]
+        finally:
+            writer.close()
+            await writer.wait_closed()
     assert len(nodelay) == 1, "the server's end of the connection"
     assert nodelay[0], "TCP_NODELAY on the server's socket"
 
