@@ -712,12 +712,13 @@ async def _save(
     filename = _filename(response.headers.get("content-disposition"), visited)
     suffix = _safe_suffix(filename)
     handle, name = tempfile.mkstemp(prefix="fetch-", suffix=suffix, dir=dest_dir)
-    os.close(handle)
     path = Path(name)
     received = 0
     reported = 0
     try:
-        async with await anyio.open_file(path, "wb") as out:
+        # the descriptor mkstemp opened, wrapped on the loop: opening the file again in a
+        # worker thread (anyio.open_file) dropped it unclosed when a cancel landed meanwhile
+        async with anyio.wrap_file(os.fdopen(handle, "wb")) as out:
             async for chunk in response.aiter_bytes():
                 received += len(chunk)
                 if received > policy.max_bytes:

@@ -83,6 +83,13 @@ def _too_large(limit: int) -> StemhubError:
     )
 
 
+def _create(path: Path) -> anyio.AsyncFile[bytes]:
+    """A new file to write the body into, opened on the loop (a small, local open): opened
+    in a worker thread (``anyio.open_file``), it was dropped unclosed when a cancel
+    landed while the thread opened it. Writes and the close still go to threads."""
+    return anyio.wrap_file(path.open("xb"))
+
+
 class Uploads:
     def __init__(self, hub: PluginHub, *, ttl_s: int) -> None:
         self.hub = hub
@@ -201,7 +208,7 @@ class Uploads:
     async def _write_stream(self, chunks: AsyncIterator[bytes], dest: Path) -> int:
         size = 0
         try:
-            async with await anyio.open_file(dest, "wb") as out:
+            async with _create(dest) as out:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > self.max_bytes:
@@ -260,7 +267,7 @@ class Uploads:
                 if form.pending:
                     if out is None:
                         dest = self._new_path(Path(form.filename or "").suffix[:6])
-                        out = await anyio.open_file(dest, "wb")
+                        out = _create(dest)
                     await out.write(b"".join(form.pending))
                     form.pending.clear()
             parser.finalize()
