@@ -10,14 +10,13 @@ import { test } from 'node:test';
 import type { IDataObject, IHttpRequestOptions, INode, IWebhookFunctions } from 'n8n-workflow';
 
 import { Stemhub } from '../nodes/Stemhub/Stemhub.node';
+import { type Answered, recordingResponse } from './response';
 import { signWith } from './sign';
 
 const secret = 'whsec_' + Buffer.from('the key secret of this test').toString('base64');
 const HUB = 'http://hub.test';
 
-interface Call {
-	status?: number;
-	body?: unknown;
+interface Call extends Answered {
 	requests: IHttpRequestOptions[];
 }
 
@@ -40,16 +39,7 @@ async function deliver(
 	const raw = JSON.stringify(body);
 	const headers = options.headers ?? signWith(secret, 'msg_1', raw);
 	const call: Call = { requests: [] };
-	const response = {
-		status(code: number) {
-			call.status = code;
-			return response;
-		},
-		json(value: unknown) {
-			call.body = value;
-			return response;
-		},
-	};
+	const response = recordingResponse(call);
 	const node = { name: 'Split', type: 'CUSTOM.stemhub', ...options.node } as INode;
 	const context = {
 		getRequestObject: () => ({ headers, rawBody: Buffer.from(raw) }),

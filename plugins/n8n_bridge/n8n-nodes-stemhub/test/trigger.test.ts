@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { type IDataObject, type IWebhookFunctions, type IWebhookResponseData, Workflow } from 'n8n-workflow';
 
 import { StemhubTrigger } from '../nodes/StemhubTrigger/StemhubTrigger.node';
+import { type Answered, recordingResponse } from './response';
 import { signWith } from './sign';
 
 const secret = 'whsec_' + Buffer.from('the hook secret of this test').toString('base64');
@@ -20,7 +21,7 @@ function sign(id: string, body: string): Record<string, string> {
 	return signWith(secret, id, body);
 }
 
-type Answer = { status?: number; body?: unknown; headers: Record<string, string>; ran: boolean };
+type Answer = Answered & { headers: Record<string, string>; ran: boolean };
 
 class N8nDatabase {
 	saved: string;
@@ -52,20 +53,7 @@ class N8nDatabase {
 
 async function webhook(workflow: Workflow, headers: Record<string, string>, body: string) {
 	const answer: Answer = { headers: {}, ran: false };
-	const response = {
-		status(code: number) {
-			answer.status = code;
-			return response;
-		},
-		json(value: unknown) {
-			answer.body = value;
-			return response;
-		},
-		setHeader(name: string, value: string) {
-			answer.headers[name.toLowerCase()] = value;
-			return response;
-		},
-	};
+	const response = recordingResponse(answer);
 	const context = {
 		getRequestObject: () => ({ headers, rawBody: Buffer.from(body) }),
 		getResponseObject: () => response,
