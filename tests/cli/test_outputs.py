@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 from typer.testing import CliRunner
 
@@ -40,6 +41,23 @@ def test_an_output_under_proc_is_refused_on_one_line(cli: CliRunner, home: Path)
     assert result.exit_code == 2
     assert result.stderr.startswith("error INVALID_REQUEST: Cannot write stems to /proc/")
     assert len(result.stderr.splitlines()) == 1
+    assert "song.wav" not in _jobs(cli)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs")
+def test_a_folder_that_refuses_new_files_is_refused_before_any_job(
+    cli: CliRunner, home: Path
+) -> None:
+    # sysfs refuses new files to everyone, root included, as a read-only mount does
+    # (chmod cannot show this under root, which CI runs as)
+    song = write_test_tone(home / "song.wav")
+
+    result = cli.invoke(app, ["split", str(song), "-o", "/sys/kernel"])
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error INVALID_REQUEST: Cannot write stems to /sys/kernel: permission denied."
+    ]
     assert "song.wav" not in _jobs(cli)
 
 
