@@ -5,6 +5,8 @@
   Foreground = vocals, background = the accompaniment.
 - ``hpss``: librosa's median-filtering harmonic/percussive separation; percussive = drums.
 - ``lowpass``: a 4th-order Butterworth low-pass of the mix = bass.
+- ``lowpass_harmonic``: HPSS's harmonic part, low-passed the same way = bass without
+  the kick drum.
 - ``classical_other``: REPET background, harmonic part, above the bass cut-off = other.
 - ``oracle``: the ideal ratio mask (|S_j|^2 / sum |S_k|^2) from the true stems: the
   ceiling a mask-based method on the same STFT could reach.
@@ -70,6 +72,19 @@ def lowpass(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     return {"bass": signal.sosfiltfilt(sos, mix, axis=-1).astype(np.float32)}
 
 
+def lowpass_harmonic(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
+    """The harmonic part (HPSS) below the cut-off: the low-pass without the kick drum.
+
+    The mask is HPSS's harmonic mask times the power response of the same 4th-order
+    Butterworth low-pass as :func:`lowpass`, applied to the mix's STFT.
+    """
+    spec = _stft(mix)
+    harmonic, _ = librosa.decompose.hpss(_stft(mix.mean(axis=0)), mask=True)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    below = 1.0 / (1.0 + (freqs / BASS_CUTOFF_HZ) ** 8)
+    return {"bass": _istft(spec * (harmonic * below[:, None]), mix.shape[-1])}
+
+
 def classical_other(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     spec = _stft(mix)
     mask_i, _ = repet_sim_masks(mix, sr)
@@ -87,4 +102,4 @@ def oracle(stems: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, np.ndarra
     return {name: _istft(spec * p / total, mix.shape[-1]) for name, p in powers.items()}
 
 
-__all__ = ["classical_other", "hpss", "lowpass", "oracle", "repet_sim"]
+__all__ = ["classical_other", "hpss", "lowpass", "lowpass_harmonic", "oracle", "repet_sim"]

@@ -16,12 +16,15 @@ from typing import Literal
 
 import numpy as np
 
+from bench.bass_synth import BassPatch
 from bench.drumkits import Hit
 from bench.fluid_render import CC_EXPRESSION, Channel, Note, Part
 from stemhub.demo import MAJOR_SCALE, MINOR_SCALE, Section, key_name
 
 Groove = Literal["rock", "pop", "funk", "disco", "half", "shuffle", "ballad", "bossa", "waltz"]
-BassStyle = Literal["roots", "groove", "walking", "sustain", "syncopated", "octaves"]
+BassStyle = Literal[
+    "roots", "groove", "walking", "sustain", "syncopated", "octaves", "slap", "picked"
+]
 Comping = Literal["pad", "block", "arpeggio", "strum", "stabs", "comp"]
 
 # one character per 16th (12 in 3/4): X accent, x hit, o ghost, . rest
@@ -53,6 +56,8 @@ BASS_RHYTHMS: dict[str, list[float]] = {
     "octaves": [0, 2, 4, 6, 8, 10, 12, 14],
     "sustain": [0, 8],
     "syncopated": [0, 3, 6, 8, 10, 11, 14],
+    "slap": [0, 3, 4, 6, 7, 10, 12, 13, 14],
+    "picked": [0, 2, 4, 6, 7, 8, 10, 12, 14, 15],
 }
 
 
@@ -94,6 +99,10 @@ class SampledSpec:
     reverb: float = 0.5
     """0..1: how much room, for fluidsynth's reverb and the sends."""
     level_db: dict[str, float] = field(default_factory=dict)
+    bass_sound_font: str | None = None
+    """The bass's own sound font (``None``: the song's)."""
+    bass_patch: BassPatch | None = None
+    """A :mod:`bench.bass_synth` patch that plays the bass instead of a sound font."""
 
     @property
     def key_name(self) -> str:
@@ -314,15 +323,23 @@ class Composer:
                     note = root if i == 0 else int(self.rng.choice(pool))
                 elif spec.bass_style == "octaves":
                     note = root + (12 if i % 2 else 0)
+                elif spec.bass_style == "slap":
+                    # thumb on the beat, an octave "pop" off it
+                    note = root + (12 if onset % 4 and self.rng.random() < 0.6 else 0)
                 else:
                     note = root
                     if i > 0 and self.rng.random() < 0.25:
                         note = int(self.rng.choice([fifth, root + 12, fifth - 12]))
                 start = self.time(bar, onset)
                 length = (nxt - onset) * self.beat / 4.0
-                staccato = 0.5 if spec.bass_style in ("syncopated", "octaves") else 0.9
-                end = start + length * float(self.rng.uniform(staccato, 0.97))
+                staccato = {"syncopated": 0.5, "octaves": 0.5, "slap": 0.3, "picked": 0.7}
+                shortest = staccato.get(spec.bass_style, 0.9)
+                end = start + length * float(self.rng.uniform(shortest, 0.97))
                 base = 0.95 if onset == 0 else 0.8
+                if spec.bass_style == "slap" and onset % 2 and note == root:
+                    base = 0.45  # a ghost note
+                elif spec.bass_style == "picked":
+                    base = 0.9 if onset % 4 == 0 else 0.82
                 part.notes.append(Note(start, end, note, self.velocity(base, energy), 0))
         return part
 

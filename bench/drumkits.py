@@ -13,6 +13,7 @@ hi-hat is choked by the next hat hit, as a drummer's foot does.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ def _strip_namespaces(root: ET.Element) -> None:
             node.tag = node.tag.split("}", 1)[1]
 
 
+@functools.lru_cache(maxsize=16)
 def load_kit(name: str, sample_rate: int = 44100, kits_dir: Path = KITS_DIR) -> Kit:
     """Parse ``drumkit.xml`` of the kit ``name`` and assign instruments to roles."""
     folder = kits_dir / name

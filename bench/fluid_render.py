@@ -6,8 +6,9 @@ byte by byte, no MIDI library needed) and rendered on its own by ``fluidsynth -F
 every stem is exactly what its part sounds like, reverb and chorus included.
 
 Debian packages: ``fluidsynth`` (the command), ``fluid-soundfont-gm`` (FluidR3_GM, the
-benchmark's sounds), ``timgm6mb-soundfont`` and ``musescore-general-soundfont`` (the
-training sounds).
+benchmark's sounds), ``timgm6mb-soundfont``, ``musescore-general-soundfont`` (and its
+``-lossless`` build, much faster to load), ``opl3-soundfont`` and ``csound-soundfont``
+(the training sounds).
 """
 
 from __future__ import annotations
@@ -23,15 +24,30 @@ import numpy as np
 import soundfile as sf
 from numpy.typing import NDArray
 
+_MUSESCORE_GENERAL = (
+    Path("/usr/share/sounds/sf2/MuseScore_General_Full.sf2"),
+    Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
+)
 SOUND_FONTS = {
     "FluidR3_GM": Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"),
     "TimGM6mb": Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
-    "MuseScore_General": Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
+    # the uncompressed build when installed: the same sounds, loaded in a second where
+    # the Ogg-compressed .sf3 takes fluidsynth 10-20 s to unpack for every part
+    "MuseScore_General": next(
+        (path for path in _MUSESCORE_GENERAL if path.exists()), _MUSESCORE_GENERAL[-1]
+    ),
+    "OPL3_FM": Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
+    "Csound_GM": Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
 }
 TEST_SOUND_FONT = "FluidR3_GM"
 TRAIN_SOUND_FONTS: tuple[str, ...] = ("TimGM6mb", "MuseScore_General")
+WIDE_TRAIN_SOUND_FONTS: tuple[str, ...] = (*TRAIN_SOUND_FONTS, "OPL3_FM", "Csound_GM")
+"""The training fonts of the "varied" training songs: also an FM chip's bank (OPL-3)
+and csound's public-domain EMU8000 bank; neither shares samples with FluidR3 (nor do
+fluid-soundfont-gs and fluidr3mono, which are FluidR3, and so are used nowhere)."""
 APT_PACKAGES = (
-    "fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont hydrogen-drumkits"
+    "fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont"
+    " musescore-general-soundfont-lossless opl3-soundfont csound-soundfont hydrogen-drumkits"
 )
 _TICKS_PER_QUARTER = 960
 _MICROSECONDS_PER_QUARTER = 500_000
@@ -210,6 +226,7 @@ __all__ = [
     "SOUND_FONTS",
     "TEST_SOUND_FONT",
     "TRAIN_SOUND_FONTS",
+    "WIDE_TRAIN_SOUND_FONTS",
     "Channel",
     "Note",
     "Part",

@@ -10,20 +10,26 @@ The engine's mask model learned from :mod:`stemhub.demo`'s synthesizer, so the s
 - drums: recorded Hydrogen kits (:data:`bench.drumkits.TEST_KITS`), sample by sample.
 
 Training songs from the same composer (:func:`load_sampled_training_song`) use only the
-*other* sources: ``TimGM6mb`` and ``MuseScore_General`` and the training kits.
+*other* sources: ``TimGM6mb`` and ``MuseScore_General`` and the training kits; the
+"varied" ones (:func:`load_varied_training_song`) add the OPL-3 FM and csound banks and
+basses from our own synthesizer patches.
 
 Each stem is set to a level relative to the others, then all four get one gain so the
 mix peaks at -1 dBFS; the mix is the exact sum of the stems. Songs are cached under
 ``bench/data/sampled`` as float32 ``.npz``.
 
     apt install fluidsynth fluid-soundfont-gm timgm6mb-soundfont \\
-        musescore-general-soundfont hydrogen-drumkits
+        musescore-general-soundfont musescore-general-soundfont-lossless \\
+        opl3-soundfont csound-soundfont hydrogen-drumkits
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
+from bench.bass_synth import BASS_PATCHES, BassPatch, render_bass
 from bench.composer import (
     Accompaniment,
     BassStyle,
@@ -36,11 +42,12 @@ from bench.drumkits import TEST_KITS, TRAIN_KITS, load_kit, render_hits
 from bench.fluid_render import (
     TEST_SOUND_FONT,
     TRAIN_SOUND_FONTS,
+    WIDE_TRAIN_SOUND_FONTS,
     Room,
     render_part,
     require_fluidsynth,
 )
-from bench.songs import DATA_DIR, SAMPLE_RATE, Song, song_form
+from bench.songs import SAMPLE_RATE, Song, cached_stems, song_form
 from stemhub.demo import Audio, Section
 
 CACHE_VERSION = 1
@@ -340,6 +347,42 @@ def random_sampled_spec(seed: int, seconds: float = 24.0) -> SampledSpec:
     )
 
 
+VARIED_SEED_BASE = 300_000
+"""The "varied" training songs use seeds from here on."""
+_ALL_BASS_STYLES: tuple[BassStyle, ...] = (*_BASS_STYLES, "slap", "picked", "slap", "picked")
+"""Every style, the two the plain training songs lack drawn twice as often."""
+
+
+def random_varied_spec(seed: int, seconds: float = 24.0) -> SampledSpec:
+    """A training song with a wider choice of sounds than :func:`random_sampled_spec`.
+
+    The same composer and drum kits, but the tonal parts may come from every training
+    font (the FM chip's bank and csound's included), and the bass is played either by
+    one of our synthesizer patches (:mod:`bench.bass_synth`: sub, filtered saw or
+    square, FM, reese, pluck) or by a training font, in any of the composer's bass
+    styles, slap and picked lines the most often. Never FluidR3 nor the test kits.
+    """
+    base = random_sampled_spec(seed, seconds)
+    rng = np.random.default_rng([seed, 7])
+    fonts = WIDE_TRAIN_SOUND_FONTS
+    patch: BassPatch | None = None
+    bass_font = None
+    if rng.random() < 0.5:
+        patch = BASS_PATCHES[int(rng.integers(len(BASS_PATCHES)))]
+    else:
+        bass_font = fonts[int(rng.integers(len(fonts)))]
+    levels = dict(base.level_db)
+    levels["bass"] = float(rng.uniform(-4.0, 5.0))
+    return replace(
+        base,
+        sound_font=fonts[int(rng.integers(len(fonts)))],
+        bass_sound_font=bass_font,
+        bass_patch=patch,
+        bass_style=_ALL_BASS_STYLES[int(rng.integers(len(_ALL_BASS_STYLES)))],
+        level_db=levels,
+    )
+
+
 def _active_rms(audio: np.ndarray, sample_rate: int) -> float:
     """RMS of the louder half of the 100 ms frames: the level while the part plays."""
     hop = sample_rate // 10
@@ -357,8 +400,14 @@ def render_sampled_stems(spec: SampledSpec, sample_rate: int = SAMPLE_RATE) -> d
     room = Room(size=0.3 + 0.6 * spec.reverb, damp=0.4, width=0.9, level=0.5 + 0.4 * spec.reverb)
     raw = {
         name: render_part(part, spec.seconds, sound_font=spec.sound_font, room=room)
-        for name, part in (("vocals", score.vocals), ("bass", score.bass), ("other", score.other))
+        for name, part in (("vocals", score.vocals), ("other", score.other))
     }
+    if spec.bass_patch is not None:
+        bass_rng = np.random.default_rng([spec.seed, 2])
+        raw["bass"] = render_bass(score.bass, spec.seconds, spec.bass_patch, bass_rng, sample_rate)
+    else:
+        font = spec.bass_sound_font or spec.sound_font
+        raw["bass"] = render_part(score.bass, spec.seconds, sound_font=font, room=room)
     samples = round(spec.seconds * sample_rate)
     rng = np.random.default_rng([spec.seed, 1])
     raw["drums"] = render_hits(kit, score.drums, samples, score.pans, rng)
@@ -372,31 +421,25 @@ def render_sampled_stems(spec: SampledSpec, sample_rate: int = SAMPLE_RATE) -> d
     return {name: (audio * gain).astype(np.float32) for name, audio in stems.items()}
 
 
-def _cached(path_name: str, make: object) -> dict[str, Audio]:
-    cache = DATA_DIR / path_name
-    if cache.exists():
-        with np.load(cache) as data:
-            return {key: data[key] for key in data.files}
-    assert callable(make)
-    stems: dict[str, Audio] = make()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    part = cache.with_suffix(".part.npz")
-    np.savez(part, **stems)  # type: ignore[arg-type]
-    part.rename(cache)
-    return stems
-
-
 def load_sampled_song(name: str) -> Song[SampledSpec]:
     spec = SAMPLED_SONGS[name]
-    stems = _cached(f"sampled/{name}.v{CACHE_VERSION}.npz", lambda: render_sampled_stems(spec))
+    stems = cached_stems(f"sampled/{name}.v{CACHE_VERSION}.npz", lambda: render_sampled_stems(spec))
     return Song(name, spec, stems, SAMPLE_RATE)
 
 
 def load_sampled_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
     """Sampled training song ``index`` (cached): training sound fonts and kits only."""
     spec = random_sampled_spec(TRAIN_SEED_BASE + index, seconds)
-    return _cached(
+    return cached_stems(
         f"train_sampled/{index:04d}.v{CACHE_VERSION}.npz", lambda: render_sampled_stems(spec)
+    )
+
+
+def load_varied_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
+    """ "Varied" training song ``index`` (cached): see :func:`random_varied_spec`."""
+    spec = random_varied_spec(VARIED_SEED_BASE + index, seconds)
+    return cached_stems(
+        f"train_varied/{index:04d}.v{CACHE_VERSION}.npz", lambda: render_sampled_stems(spec)
     )
 
 
@@ -404,7 +447,7 @@ def check_sources(*, training: bool = False) -> None:
     """Fail early, naming the apt packages, when a sound source is missing: those of the
     benchmark songs, or with ``training`` those of the training songs."""
     if training:
-        require_fluidsynth(*TRAIN_SOUND_FONTS)
+        require_fluidsynth(*WIDE_TRAIN_SOUND_FONTS)
     else:
         require_fluidsynth(TEST_SOUND_FONT)
     for kit in TRAIN_KITS if training else TEST_KITS:
@@ -416,6 +459,8 @@ __all__ = [
     "check_sources",
     "load_sampled_song",
     "load_sampled_training_song",
+    "load_varied_training_song",
     "random_sampled_spec",
+    "random_varied_spec",
     "render_sampled_stems",
 ]

@@ -10,14 +10,16 @@ songs from the synthesizer the engine's model was trained on) and ``sampled``
 (:mod:`bench.sampled_songs`, nine songs played by a General MIDI sound font and recorded
 drum kits that training never uses: the out-of-distribution test). For every song it
 runs, in one process and one run: the mixture as estimate, REPET-SIM (vocals), HPSS
-(drums), a low-pass (bass), REPET/HPSS/high-pass "other", our engine, and the ideal
-ratio mask (oracle). It reports per stem:
+(drums), a low-pass and a low-passed HPSS-harmonic part (bass), REPET/HPSS/high-pass
+"other", our engine (and, with ``--before-weights FILE``, the engine on another model,
+say the one before a retraining), and the ideal ratio mask (oracle). It reports per stem:
 
 - museval SDR (BSS Eval v4): median over 1 s frames per song, then median over songs
   (the SiSEC/MUSDB18 convention),
 - whole-clip SDR from fast-bss-eval (512-tap distortion filter), median over songs,
 - the real-time factor (processing time / audio duration) of each method,
-- the margin of the engine over the best classical method per stem.
+- the margin of the engine over the best classical method per stem, and the songs where
+  the engine trails the best classical method on that song.
 
 Per-song figures go to ``bench/data/separation_results.json`` (synthetic) and
 ``bench/data/separation_results_sampled.json``.
@@ -61,17 +63,21 @@ METHODS = (
     "repet_sim",
     "hpss",
     "lowpass",
+    "lowpass_harmonic",
     "classical_other",
+    "engine_before",
     "engine_fast",
     "engine",
     "oracle",
 )
-CLASSICAL = ("repet_sim", "hpss", "lowpass", "classical_other")
+CLASSICAL = ("repet_sim", "hpss", "lowpass", "lowpass_harmonic", "classical_other")
 LABELS = {
     "mixture": "mixture as estimate",
     "repet_sim": "REPET-SIM (vocals)",
     "hpss": "HPSS (drums)",
     "lowpass": "low-pass 150 Hz (bass)",
+    "lowpass_harmonic": "HPSS harmonic, low-passed 150 Hz (bass)",
+    "engine_before": "stemhub local engine before (`--before-weights`), BALANCED",
     "classical_other": "REPET x HPSS x high-pass (other)",
     "best_classical": "best classical, per stem",
     "engine_fast": "stemhub local engine, FAST (masks only)",
@@ -132,12 +138,23 @@ def _museval_metrics() -> ModuleType:
         return module
 
 
-def _engine_separate(mix: np.ndarray, sr: int, *, spatial: bool) -> dict[str, np.ndarray]:
+BEFORE_WEIGHTS: list[Path] = []
+"""The ``--before-weights`` file, when given: the engine_before method's model."""
+
+
+def _engine_separate(
+    mix: np.ndarray, sr: int, *, spatial: bool, before: bool = False
+) -> dict[str, np.ndarray]:
     from threadpoolctl import threadpool_limits
 
     from stemhub.backends.local.engine import Engine
+    from stemhub.backends.local.model import MaskModel
 
-    engine = _engine_separate.__dict__.setdefault("engine", Engine(threads=2))
+    key = "engine_before" if before else "engine"
+    engine = _engine_separate.__dict__.get(key)
+    if engine is None:
+        model = MaskModel.load(BEFORE_WEIGHTS[0]) if before else None
+        engine = _engine_separate.__dict__[key] = Engine(model, threads=2)
     assert isinstance(engine, Engine)
     engine.spatial = spatial
     # one BLAS thread, as in the backend's worker processes (the engine has its own)
@@ -158,8 +175,12 @@ def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, f
         out = {"drums": baselines.hpss(mix, sr)["drums"]}
     elif method == "lowpass":
         out = baselines.lowpass(mix, sr)
+    elif method == "lowpass_harmonic":
+        out = baselines.lowpass_harmonic(mix, sr)
     elif method == "classical_other":
         out = baselines.classical_other(mix, sr)
+    elif method == "engine_before":
+        out = _engine_separate(mix, sr, spatial=True, before=True)
     elif method == "engine":
         out = _engine_separate(mix, sr, spatial=True)
     elif method == "engine_fast":
@@ -264,10 +285,34 @@ def summarise(results: dict[str, Any]) -> dict[str, dict[str, tuple[float, float
     return table
 
 
+def trailing(results: dict[str, Any]) -> str:
+    """Per stem, the songs where the engine (museval) is below the best classical method
+    for that song, and its smallest per-song margin."""
+    parts = []
+    for stem in STEMS:
+        margins = []
+        for scores in results["songs"].values():
+            classical = [scores[m][stem][0] for m in CLASSICAL if stem in scores.get(m, {})]
+            if classical and stem in scores.get("engine", {}):
+                margins.append(scores["engine"][stem][0] - max(classical))
+        if margins:
+            below = sum(m < 0 for m in margins)
+            parts.append(f"{stem} {below}/{len(margins)} (worst {min(margins):+.2f} dB)")
+    return ", ".join(parts)
+
+
 def markdown(table: dict[str, dict[str, tuple[float, float]]], rtf: dict[str, Any]) -> str:
     head = "| method | " + " | ".join(STEMS) + " | RTF (wall) |"
     lines = [head, "|" + "---|" * (len(STEMS) + 2)]
-    order = ["mixture", *CLASSICAL, "best_classical", "engine_fast", "engine", "oracle"]
+    order = [
+        "mixture",
+        *CLASSICAL,
+        "best_classical",
+        "engine_before",
+        "engine_fast",
+        "engine",
+        "oracle",
+    ]
     for method in (m for m in order if m in table):
         cells = []
         for stem in STEMS:
@@ -367,6 +412,11 @@ def main() -> None:
     parser.add_argument("--no-long", action="store_true", help="skip the 3 and 10 min runs")
     parser.add_argument("--long-only", action="store_true", help="only the 3 and 10 min runs")
     parser.add_argument("--long-run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--before-weights",
+        type=Path,
+        help="another weights file: adds its engine (BALANCED) as the 'before' row",
+    )
     args = parser.parse_args()
     if args.long_run:
         print(json.dumps(long_run(args.long_run)))
@@ -377,6 +427,12 @@ def main() -> None:
         return
     chosen = list(SETS) if args.set == "both" else [args.set]
     methods = tuple(m for m in METHODS if m in args.methods.split(","))
+    full = METHODS
+    if args.before_weights:
+        BEFORE_WEIGHTS.append(args.before_weights)
+    else:
+        full = tuple(m for m in METHODS if m != "engine_before")
+        methods = tuple(m for m in methods if m != "engine_before")
     if "sampled" in chosen:
         check_sources()  # before the synthetic set runs, not after
     written = {}
@@ -385,7 +441,7 @@ def main() -> None:
         results, table = run_set(song_set, names, args.jobs, methods)
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         path = DATA_DIR / RESULT_FILES[song_set]
-        if methods != METHODS:  # a partial run never replaces the full results
+        if methods != full:  # a partial run never replaces the full results
             path = path.with_suffix(f".{'+'.join(methods)}.json")
         written[song_set] = (path, {"table": table, **results})
         written[song_set][0].write_text(json.dumps(written[song_set][1], indent=1))
@@ -415,10 +471,11 @@ def run_set(
     print()
     if "engine" in table and "best_classical" in table:
         verdicts = []
-        for stem in STEMS:
+        for stem in (s for s in STEMS if s in table["best_classical"]):
             margin = table["engine"][stem][0] - table["best_classical"][stem][0]
             verdicts.append(f"{stem} {margin:+.2f} dB")
         print(f"{song_set}: engine minus best classical (museval):", ", ".join(verdicts))
+        print(f"{song_set}: songs where the engine trails a classical method:", trailing(results))
     checks = results["analysis"].values()
     tempo_ok = sum(abs(c["bpm"] - c["true_bpm"]) <= 1.5 for c in checks if c["bpm"])
     octave = sum(

@@ -8,6 +8,8 @@ timing, velocity and pitch are humanised. Rendered songs are cached under
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -309,14 +311,10 @@ def song_seconds(spec: SongSpec) -> float:
 
 def load_song(name: str) -> Song[SongSpec]:
     spec = SONGS[name]
-    cache = DATA_DIR / "songs" / f"{name}.v{CACHE_VERSION}.npz"
-    if cache.exists():
-        with np.load(cache) as data:
-            stems = {key: data[key] for key in data.files}
-    else:
-        stems = render_stems(spec, sample_rate=SAMPLE_RATE, seconds=song_seconds(spec))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, **stems)  # type: ignore[arg-type]
+    stems = cached_stems(
+        f"songs/{name}.v{CACHE_VERSION}.npz",
+        lambda: render_stems(spec, sample_rate=SAMPLE_RATE, seconds=song_seconds(spec)),
+    )
     return Song(name, spec, stems, SAMPLE_RATE)
 
 
@@ -350,23 +348,37 @@ def long_mix_file(minutes: float) -> Path:
     return path
 
 
-def load_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
-    """Training song ``index`` (cached), rendered from :func:`random_spec`."""
-    cache = DATA_DIR / "train" / f"{index:04d}.v{CACHE_VERSION}.npz"
+def cached_stems(name: str, make: Callable[[], dict[str, Audio]]) -> dict[str, Audio]:
+    """The stems cached as ``DATA_DIR / name`` (``.npz``), made and stored on first use.
+
+    The file appears whole or not at all (written aside, then renamed), so processes
+    that render the same song at once each leave a complete file.
+    """
+    cache = DATA_DIR / name
     if cache.exists():
         with np.load(cache) as data:
             return {key: data[key] for key in data.files}
-    stems = render_stems(
-        random_spec(TRAIN_SEED_BASE + index), sample_rate=SAMPLE_RATE, seconds=seconds
-    )
+    stems = make()
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **stems)  # type: ignore[arg-type]
+    part = cache.with_suffix(f".{os.getpid()}.part.npz")
+    np.savez(part, **stems)  # type: ignore[arg-type]
+    part.replace(cache)
     return stems
+
+
+def load_training_song(index: int, seconds: float = 24.0) -> dict[str, Audio]:
+    """Training song ``index`` (cached), rendered from :func:`random_spec`."""
+    spec = random_spec(TRAIN_SEED_BASE + index)
+    return cached_stems(
+        f"train/{index:04d}.v{CACHE_VERSION}.npz",
+        lambda: render_stems(spec, sample_rate=SAMPLE_RATE, seconds=seconds),
+    )
 
 
 __all__ = [
     "SONGS",
     "Song",
+    "cached_stems",
     "load_song",
     "load_songs",
     "load_training_song",

@@ -1,17 +1,21 @@
 """Fit the local engine's mask model on songs our own code makes.
 
-    uv run --group bench python -m bench.train_engine [--songs 240] [--sampled-share 0.4]
+    uv run --group bench python -m bench.train_engine [--synthetic 144] [--sampled 96] [--varied 64]
 
 The training songs are 24 s long, rendered once and cached under ``bench/data``:
 
-- synthetic songs from :func:`bench.songs.random_spec` (:mod:`stemhub.demo`'s
+- ``--synthetic`` songs from :func:`bench.songs.random_spec` (:mod:`stemhub.demo`'s
   synthesizer, ``bench/data/train``, about 4 s each to render), with seeds the
   benchmark songs never use;
-- ``--sampled-share`` of the songs (by default 0.4: 96 of 240) instead come from
-  :func:`bench.sampled_songs.random_sampled_spec`: the same composer as the sampled
-  benchmark set, played by the *training* sound sources only (the TimGM6mb and
-  MuseScore_General sound fonts, the training drum kits; never FluidR3_GM nor the test
-  kits), ``bench/data/train_sampled``, about 10 s each (needs fluidsynth).
+- ``--sampled`` songs from :func:`bench.sampled_songs.random_sampled_spec`: the same
+  composer as the sampled benchmark set, played by the *training* sound sources only
+  (the TimGM6mb and MuseScore_General sound fonts, the training drum kits; never
+  FluidR3_GM nor the test kits), ``bench/data/train_sampled``, about 10 s each (needs
+  fluidsynth);
+- ``--varied`` songs from :func:`bench.sampled_songs.random_varied_spec`: the same, with
+  the OPL-3 FM and csound banks added and half of the basses played by our own
+  synthesizer patches (:mod:`bench.bass_synth`), in every bass style (slap and picked
+  the most often), ``bench/data/train_varied``.
 
 For each song the features of every time-frequency unit are computed exactly as the engine
 computes them; the target is the ideal ratio mask (each stem's share of the unit's
@@ -36,7 +40,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench.sampled_songs import check_sources, load_sampled_training_song
+from bench.sampled_songs import (
+    check_sources,
+    load_sampled_training_song,
+    load_varied_training_song,
+)
 from bench.songs import load_training_song
 from stemhub.backends.local.engine import Engine, fft_size
 from stemhub.backends.local.features import (
@@ -182,13 +190,15 @@ def frame_sdr(reference: np.ndarray, estimate: np.ndarray, sr: int = SAMPLE_RATE
     return float(np.median(values)) if values else float("nan")
 
 
-KINDS = ("synthetic", "sampled")
+KINDS = ("synthetic", "sampled", "varied")
 
 
 def training_song(kind: str, index: int) -> dict[str, np.ndarray]:
-    """Training song ``index`` of a kind: ``synthetic`` or ``sampled`` (cached)."""
+    """Training song ``index`` of a kind: ``synthetic``, ``sampled`` or ``varied`` (cached)."""
     if kind == "sampled":
         return load_sampled_training_song(index)
+    if kind == "varied":
+        return load_varied_training_song(index)
     return load_training_song(index)
 
 
@@ -236,23 +246,18 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, seed: int) -> Ml
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--songs", type=int, default=240)
+    parser.add_argument("--synthetic", type=int, default=144, help="synthesizer songs")
+    parser.add_argument("--sampled", type=int, default=96, help="training-font songs")
+    parser.add_argument("--varied", type=int, default=64, help="wider fonts and synthesizer basses")
     parser.add_argument("--per-song", type=int, default=30000)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", type=int, choices=(1, 2), default=2)
-    parser.add_argument(
-        "--sampled-share",
-        type=float,
-        default=0.4,
-        help="share of the songs played by the training sound fonts and kits (0: synthetic only)",
-    )
     args = parser.parse_args()
     pool = ThreadPoolExecutor(2)
-    sampled = round(args.songs * args.sampled_share)
-    counts = {"synthetic": args.songs - sampled, "sampled": sampled}
-    if sampled:
+    counts = {"synthetic": args.synthetic, "sampled": args.sampled, "varied": args.varied}
+    if args.sampled or args.varied:
         check_sources(training=True)
     held: list[tuple[str, int]] = []
     train_ids: list[tuple[str, int]] = []
