@@ -59,10 +59,23 @@ def repet_sim(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     return {"vocals": _istft(spec * mask_v, n), "instrumental": _istft(spec * mask_i, n)}
 
 
+def _hpss_masks(mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(harmonic mask, percussive mask) of librosa's HPSS on the mono downmix."""
+    harmonic, percussive = librosa.decompose.hpss(_stft(mix.mean(axis=0)), mask=True)
+    return harmonic, percussive
+
+
+def _below_cutoff(sr: int) -> np.ndarray:
+    """Per STFT bin, the power response of a 4th-order Butterworth low-pass at
+    ``BASS_CUTOFF_HZ``; one minus it is the matching high-pass's."""
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    below: np.ndarray = 1.0 / (1.0 + (freqs / BASS_CUTOFF_HZ) ** 8)
+    return below[:, None]
+
+
 def hpss(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     spec = _stft(mix)
-    mono = _stft(mix.mean(axis=0))
-    harmonic, percussive = librosa.decompose.hpss(mono, mask=True)
+    harmonic, percussive = _hpss_masks(mix)
     n = mix.shape[-1]
     return {"drums": _istft(spec * percussive, n), "harmonic": _istft(spec * harmonic, n)}
 
@@ -78,21 +91,15 @@ def lowpass_harmonic(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
     The mask is HPSS's harmonic mask times the power response of the same 4th-order
     Butterworth low-pass as :func:`lowpass`, applied to the mix's STFT.
     """
-    spec = _stft(mix)
-    harmonic, _ = librosa.decompose.hpss(_stft(mix.mean(axis=0)), mask=True)
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
-    below = 1.0 / (1.0 + (freqs / BASS_CUTOFF_HZ) ** 8)
-    return {"bass": _istft(spec * (harmonic * below[:, None]), mix.shape[-1])}
+    harmonic, _ = _hpss_masks(mix)
+    return {"bass": _istft(_stft(mix) * harmonic * _below_cutoff(sr), mix.shape[-1])}
 
 
 def classical_other(mix: np.ndarray, sr: int) -> dict[str, np.ndarray]:
-    spec = _stft(mix)
     mask_i, _ = repet_sim_masks(mix, sr)
-    harmonic, _ = librosa.decompose.hpss(_stft(mix.mean(axis=0)), mask=True)
-    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
-    above = 1.0 / (1.0 + (BASS_CUTOFF_HZ / np.maximum(freqs, 1.0)) ** 8)
-    mask = mask_i * harmonic * above[:, None]
-    return {"other": _istft(spec * mask, mix.shape[-1])}
+    harmonic, _ = _hpss_masks(mix)
+    mask = mask_i * harmonic * (1.0 - _below_cutoff(sr))
+    return {"other": _istft(_stft(mix) * mask, mix.shape[-1])}
 
 
 def oracle(stems: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ museval's package imports musdb and stempeg, which want the ffmpeg binary; only 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -49,13 +50,16 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from bench import baselines
 from bench.sampled_songs import SAMPLED_SONGS, check_sources, load_sampled_song
 from bench.songs import DATA_DIR, SONGS, load_song, long_mix_file
+
+if TYPE_CHECKING:
+    from stemhub.backends.local.engine import Engine
 
 STEMS = ("vocals", "drums", "bass", "other")
 METHODS = (
@@ -77,9 +81,9 @@ LABELS = {
     "hpss": "HPSS (drums)",
     "lowpass": "low-pass 150 Hz (bass)",
     "lowpass_harmonic": "HPSS harmonic, low-passed 150 Hz (bass)",
-    "engine_before": "stemhub local engine before (`--before-weights`), BALANCED",
     "classical_other": "REPET x HPSS x high-pass (other)",
     "best_classical": "best classical, per stem",
+    "engine_before": "stemhub local engine before (`--before-weights`), BALANCED",
     "engine_fast": "stemhub local engine, FAST (masks only)",
     "engine": "**stemhub local engine** (BALANCED)",
     "oracle": "oracle ideal ratio mask",
@@ -138,32 +142,32 @@ def _museval_metrics() -> ModuleType:
         return module
 
 
-BEFORE_WEIGHTS: list[Path] = []
-"""The ``--before-weights`` file, when given: the engine_before method's model."""
-
-
-def _engine_separate(
-    mix: np.ndarray, sr: int, *, spatial: bool, before: bool = False
-) -> dict[str, np.ndarray]:
-    from threadpoolctl import threadpool_limits
-
+@functools.cache
+def _engine(weights: Path | None) -> Engine:
+    """One engine per model file (``None``: the shipped model), built on first use."""
     from stemhub.backends.local.engine import Engine
     from stemhub.backends.local.model import MaskModel
 
-    key = "engine_before" if before else "engine"
-    engine = _engine_separate.__dict__.get(key)
-    if engine is None:
-        model = MaskModel.load(BEFORE_WEIGHTS[0]) if before else None
-        engine = _engine_separate.__dict__[key] = Engine(model, threads=2)
-    assert isinstance(engine, Engine)
+    return Engine(MaskModel.load(weights) if weights else None, threads=2)
+
+
+def _engine_separate(
+    mix: np.ndarray, sr: int, *, spatial: bool, weights: Path | None = None
+) -> dict[str, np.ndarray]:
+    from threadpoolctl import threadpool_limits
+
+    engine = _engine(weights)
     engine.spatial = spatial
     # one BLAS thread, as in the backend's worker processes (the engine has its own)
     with threadpool_limits(1, user_api="blas"):
         return engine.separate(mix, sr)
 
 
-def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, float]:
-    """(estimates, wall seconds, CPU seconds) of one method on one song."""
+def run_method(
+    method: str, song: Song, before_weights: Path | None = None
+) -> tuple[dict[str, np.ndarray], float, float]:
+    """(estimates, wall seconds, CPU seconds) of one method on one song; ``engine_before``
+    runs the engine on ``before_weights``."""
     mix = song.mix
     sr = song.sample_rate
     wall, cpu = time.perf_counter(), time.process_time()
@@ -180,7 +184,7 @@ def run_method(method: str, song: Song) -> tuple[dict[str, np.ndarray], float, f
     elif method == "classical_other":
         out = baselines.classical_other(mix, sr)
     elif method == "engine_before":
-        out = _engine_separate(mix, sr, spatial=True, before=True)
+        out = _engine_separate(mix, sr, spatial=True, weights=before_weights)
     elif method == "engine":
         out = _engine_separate(mix, sr, spatial=True)
     elif method == "engine_fast":
@@ -223,7 +227,11 @@ def _score_job(args: tuple[str, str, str, str, Path]) -> tuple[str, str, str, fl
 
 
 def evaluate(
-    song_set: str, names: list[str], jobs: int, methods: tuple[str, ...] = METHODS
+    song_set: str,
+    names: list[str],
+    jobs: int,
+    methods: tuple[str, ...] = METHODS,
+    before_weights: Path | None = None,
 ) -> dict[str, Any]:
     """Separate every song with every method (timed), then score all estimates.
 
@@ -236,7 +244,7 @@ def evaluate(
         for name in names:
             song = SETS[song_set][1](name)
             for method in methods:
-                estimates, wall, cpu = run_method(method, song)
+                estimates, wall, cpu = run_method(method, song, before_weights)
                 results["rtf"][method].append((wall / song.seconds, cpu / song.seconds))
                 path = Path(tmp) / f"{name}.{method}.npz"
                 np.savez(path, **{k: v.astype(np.float32) for k, v in estimates.items()})
@@ -426,19 +434,15 @@ def main() -> None:
             print(f"engine on {label}: {json.dumps(figures)}")
         return
     chosen = list(SETS) if args.set == "both" else [args.set]
-    methods = tuple(m for m in METHODS if m in args.methods.split(","))
-    full = METHODS
-    if args.before_weights:
-        BEFORE_WEIGHTS.append(args.before_weights)
-    else:
-        full = tuple(m for m in METHODS if m != "engine_before")
-        methods = tuple(m for m in methods if m != "engine_before")
+    # the "before" engine runs only with a model file to run it on
+    full = tuple(m for m in METHODS if args.before_weights or m != "engine_before")
+    methods = tuple(m for m in full if m in args.methods.split(","))
     if "sampled" in chosen:
         check_sources()  # before the synthetic set runs, not after
     written = {}
     for song_set in chosen:
         names = SETS[song_set][0][: 4 if args.quick else args.songs]
-        results, table = run_set(song_set, names, args.jobs, methods)
+        results, table = run_set(song_set, names, args.jobs, methods, args.before_weights)
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         path = DATA_DIR / RESULT_FILES[song_set]
         if methods != full:  # a partial run never replaces the full results
@@ -458,11 +462,15 @@ def main() -> None:
 
 
 def run_set(
-    song_set: str, names: list[str], jobs: int, methods: tuple[str, ...] = METHODS
+    song_set: str,
+    names: list[str],
+    jobs: int,
+    methods: tuple[str, ...] = METHODS,
+    before_weights: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, tuple[float, float]]]]:
     """Evaluate one set and print its table, margins and analysis check."""
     print(f"\n{song_set} set: {len(names)} songs, {os.cpu_count()} CPUs", flush=True)
-    results = evaluate(song_set, names, jobs, methods)
+    results = evaluate(song_set, names, jobs, methods, before_weights)
     table = summarise(results)
     print()
     print(f"{song_set} set. SDR in dB: museval median of 1 s frames (fast-bss-eval whole clip);")
