@@ -823,8 +823,8 @@ async def test_a_fetch_cancelled_at_any_point_leaves_no_open_or_partial_file(
     server: RunningServer, tmp_path: Path
 ) -> None:
     """A hub closing cancels its jobs wherever they are. The fetch is cancelled after 0, 1,
-    2, ... turns of the event loop, so one run lands on every await of it: opening the
-    file (a thread), each write, each read of the body. None may leave a file object
+    2, ... turns of the event loop, so one run lands on every await of it: the connect,
+    each read of the body, each write (a thread). None may leave a file object
     unclosed (a ResourceWarning found later, in some other test) or a partial file."""
     leaked: list[str] = []
     for turns in range(80):
